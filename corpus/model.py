@@ -1,0 +1,95 @@
+"""The corpus data model: works, passages and the spans that tie them to raw files.
+
+Offsets are character (code point) offsets into a file decoded as UTF-8, end exclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    file: str
+    start: int
+    end: int
+
+
+@dataclass
+class Work:
+    """One work inside a corpus file, as the manifest (or inference) describes it."""
+
+    id: str
+    file: str
+    title: str
+    authors: list[str]
+    year: int | None
+    kind: str
+    origin: str
+    viewpoint: str  # one line a librarian can rely on
+    viewpoint_label: str  # a key of the manifest's viewpoint vocabulary
+    date_note: str = ""
+    starts_at: str = ""  # marker text where the work begins ("" = start of file)
+    ends_at: str = ""  # marker text where the work ends ("" = next work or end of file)
+    inferred: bool = False  # True when the file had no manifest entry
+
+    @property
+    def author(self) -> str:
+        return ", ".join(self.authors)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Note:
+    """A footnote cited by a passage (e.g. <sup>16</sup> in the text)."""
+
+    marker: str
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class Passage:
+    """A citable span of one work: `text` is the cleaned text of raw[start:end].
+
+    Every word of `text` appears, in order, in raw[start:end]. `sentences` are the raw spans
+    of the passage's sentences, in order, used for highlights and attribution offsets.
+    """
+
+    id: str
+    file: str
+    start: int
+    end: int
+    work: str
+    section: str | None
+    text: str
+    sentences: list[tuple[int, int]] = field(default_factory=list)
+    also_in: list[Span] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def words(self) -> int:
+        return len(self.text.split())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sentences"] = [list(s) for s in self.sentences]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Passage:
+        return cls(
+            id=d["id"],
+            file=d["file"],
+            start=d["start"],
+            end=d["end"],
+            work=d["work"],
+            section=d.get("section"),
+            text=d["text"],
+            sentences=[tuple(s) for s in d.get("sentences", [])],
+            also_in=[Span(**s) for s in d.get("also_in", [])],
+            notes=[Note(**n) for n in d.get("notes", [])],
+        )
