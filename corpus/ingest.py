@@ -1,0 +1,172 @@
+"""Ingestion: corpus files + manifest -> works and faithful passages.
+
+Files with a manifest entry get its works; other files are ingested with what can be inferred (title from
+the first heading or the file name). Files that are empty, binary, not UTF-8 or of an unknown format are
+reported and skipped; they never stop the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corpus.clean import clean_text
+from corpus.html import html_to_mapped
+from corpus.model import Note, Passage, Work
+from corpus.passages import WorkText, build_passages
+from corpus.structure import MD_HEADING, drop_junk, paragraphs, sentences
+
+CORPUS_DIR = Path(__file__).resolve().parent
+MANIFEST_NAME = "manifest.toml"
+FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
+           ".htm": "html"}  # fmt: skip
+
+
+@dataclass
+class Skipped:
+    file: str
+    reason: str
+
+
+@dataclass
+class WorkStats:
+    passages: int = 0
+    words: int = 0
+    duplicates_collapsed: int = 0
+    chrome_dropped_chars: int = 0
+
+
+@dataclass
+class Corpus:
+    root: Path
+    name: str
+    works: dict[str, Work]
+    passages: list[Passage]
+    files: dict[str, str]  # file name -> sha256 of its bytes
+    texts: dict[str, str]  # file name -> raw text
+    viewpoints: dict[str, str]  # label -> description
+    holders: dict[str, str]  # known holder -> viewpoint label
+    skipped: list[Skipped] = field(default_factory=list)
+    stats: dict[str, WorkStats] = field(default_factory=dict)
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def load_manifest(root: Path) -> dict:
+    path = root / MANIFEST_NAME
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def read_text(path: Path) -> str:
+    """Decode a file as UTF-8 without newline translation; raise ValueError saying why it is unusable."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError("empty file")
+    if b"\x00" in data[:8192]:
+        raise ValueError("binary file (contains NUL bytes), not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 (invalid byte at offset {exc.start})") from exc
+
+
+def infer_work(name: str, raw: str, fmt: str, html_title: str | None) -> Work:
+    title = html_title
+    if title is None:
+        first_lines = [ln.strip() for ln in raw.splitlines() if ln.strip()][:5]
+        md = next((m.group(1) for ln in first_lines if (m := MD_HEADING.match(ln))), None)
+        title = md or (first_lines[0] if first_lines and len(first_lines[0].split()) <= 12 else None)
+    title = re.sub(r"[*_`<>]|</?\w+>", "", title).strip() if title else Path(name).stem
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-") or "document"
+    return Work(
+        id=slug, file=name, title=title, authors=["Unknown"], year=None, kind="document",
+        origin=f"added file {name} (no manifest entry; title inferred)",
+        viewpoint="Not described: this file has no manifest entry", viewpoint_label="unlabelled", inferred=True,
+    )  # fmt: skip
+
+
+def _work_ranges(raw: str, works: list[Work]) -> list[tuple[int, int]]:
+    starts = []
+    for w in works:
+        pos = raw.find(w.starts_at) if w.starts_at else 0
+        if pos < 0:
+            raise ManifestError(f"{w.file}: work {w.id!r} starts_at text not found: {w.starts_at!r}")
+        starts.append(pos)
+    ranges = []
+    for i, (w, a) in enumerate(zip(works, starts, strict=True)):
+        b = starts[i + 1] if i + 1 < len(works) else len(raw)
+        if w.ends_at and (e := raw.find(w.ends_at, a)) >= 0:
+            b = min(b, e)
+        ranges.append((a, b))
+    return ranges
+
+
+def _file_works(name: str, entry: dict | None) -> list[Work]:
+    return [Work(file=name, **w) for w in (entry or {}).get("works", [])]
+
+
+def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) -> Corpus:
+    """Ingest every supported file in `root` (and `extra_files`) into works and passages."""
+    manifest = load_manifest(root)
+    entries = {f["name"]: f for f in manifest.get("files", [])}
+    paths = sorted(p for p in root.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
+    paths += [p for p in extra_files or [] if p.name not in {q.name for q in paths}]
+    corpus = Corpus(
+        root=root, name=manifest.get("corpus", {}).get("name", root.name), works={}, passages=[], files={},
+        texts={}, viewpoints=dict(manifest.get("viewpoints", {})), holders=dict(manifest.get("holders", {})),
+    )  # fmt: skip
+    work_texts: list[WorkText] = []
+    notes: dict[str, tuple[dict[str, Note], list]] = {}
+    for path in paths:
+        fmt = FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            if not path.name.startswith(".") and path.suffix not in {".py", ".pyc"}:
+                corpus.skipped.append(Skipped(path.name, f"unsupported format {path.suffix or '(none)'}"))
+            continue
+        try:
+            raw = read_text(path)
+        except (OSError, ValueError) as exc:
+            corpus.skipped.append(Skipped(path.name, str(exc)))
+            continue
+        corpus.files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        corpus.texts[path.name] = raw
+        entry = entries.get(path.name)
+        work_texts += _ingest_file(corpus, path.name, raw, fmt, entry, notes)
+    passages, collapsed = build_passages(work_texts, notes)
+    corpus.passages = passages
+    for p in passages:
+        st = corpus.stats[p.work]
+        st.passages += 1
+        st.words += p.words
+    for work, n in collapsed.items():
+        corpus.stats[work].duplicates_collapsed = n
+    return corpus
+
+
+def _ingest_file(corpus: Corpus, name: str, raw: str, fmt: str, entry: dict | None, notes) -> list[WorkText]:
+    start, html_title = html_to_mapped(raw) if fmt == "html" else (None, None)
+    works = _file_works(name, entry) or [infer_work(name, raw, fmt, html_title)]
+    cleaned = clean_text(raw, (entry or {}).get("drop"), start)
+    notes[name] = (cleaned.notes, cleaned.note_refs)
+    out = []
+    for work, (a, b) in zip(works, _work_ranges(raw, works), strict=True):
+        if work.id in corpus.works:
+            raise ManifestError(f"{name}: work id {work.id!r} is used twice")
+        corpus.works[work.id] = work
+        mt = cleaned.text
+        lo, hi = (int(x) for x in mt.pos.searchsorted([a, b]))
+        sents = drop_junk(sentences(paragraphs(mt.slice(lo, hi))))
+        kept = sum(s.end - s.start for s in sents)
+        corpus.stats[work.id] = WorkStats(chrome_dropped_chars=max(0, (b - a) - kept))
+        out.append(WorkText(work.id, name, sents))
+    return out

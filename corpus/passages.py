@@ -1,0 +1,204 @@
+"""From sentences to citable passages: sections inherited across copies, chunking, near-duplicate collapse."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz
+
+from corpus.clean import SOFT_HYPHEN
+from corpus.model import Note, Passage, Span
+from corpus.structure import Sentence
+
+MIN_WORDS, TARGET_WORDS, MAX_WORDS = 40, 80, 120
+DUP_MIN_WORDS = 6  # shorter sentences ("No one.") are too common to call copies
+DUP_RATIO = 85  # rapidfuzz ratio of normalized sentences
+VERSION_SHARE = 0.15  # share of a work's sentences found in an earlier work that makes it a version of it
+
+
+@dataclass
+class WorkText:
+    """One work's kept sentences, before chunking."""
+
+    work: str
+    file: str
+    sentences: list[Sentence]
+    dup_of: list[tuple[int, int] | None] = field(default_factory=list)  # (work index, sentence index)
+
+
+def normalize(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.replace(SOFT_HYPHEN, "").lower()))
+
+
+def _shingles(norm: str, n: int = 3) -> set[str]:
+    w = norm.split()
+    return {" ".join(w[i : i + n]) for i in range(max(1, len(w) - n + 1))}
+
+
+def find_copies(works: list[WorkText]) -> None:
+    """Mark each sentence that copies a sentence of an earlier work which it is a version of."""
+    pool: dict[str, list[tuple[int, int]]] = defaultdict(list)  # shingle -> earlier canonical sentences
+    norms = [[normalize(s.text) for s in w.sentences] for w in works]
+    for wi, work in enumerate(works):
+        matches: list[tuple[int, int] | None] = []
+        for si, s in enumerate(work.sentences):
+            matches.append(_best_match(norms, pool, norms[wi][si]) if s.words >= DUP_MIN_WORDS else None)
+        # Only a work that largely repeats an earlier one is a version of it; a quotation shared by two
+        # different works stays in both.
+        shared = Counter(m[0] for m in matches if m)
+        versions = {w for w, n in shared.items() if n >= VERSION_SHARE * max(1, len(matches))}
+        work.dup_of = [m if m and m[0] in versions else None for m in matches]
+        for si, m in enumerate(work.dup_of):
+            if m is None and work.sentences[si].words >= DUP_MIN_WORDS:
+                for sh in _shingles(norms[wi][si]):
+                    pool[sh].append((wi, si))
+
+
+def _best_match(norms, pool, norm: str) -> tuple[int, int] | None:
+    shingles = _shingles(norm)
+    votes = Counter(c for sh in shingles for c in pool.get(sh, ()))
+    best, best_score = None, DUP_RATIO
+    for cand, shared in votes.most_common(5):
+        if shared < max(2, 0.3 * len(shingles)):
+            break
+        score = fuzz.ratio(norm, norms[cand[0]][cand[1]])
+        if score >= best_score:
+            best, best_score = cand, score
+    return best
+
+
+def inherit_sections(works: list[WorkText]) -> None:
+    """A work without headings takes the section of the copies of its sentences, carried forward."""
+    found: dict[tuple[int, int], str] = {}
+    for w in works:
+        for s, m in zip(w.sentences, w.dup_of, strict=True):
+            if m and s.section and m not in found:
+                found[m] = s.section
+    for wi, w in enumerate(works):
+        if any(s.section for s in w.sentences):
+            continue
+        current = None
+        for si, s in enumerate(w.sentences):
+            current = found.get((wi, si), current)
+            s.section = current
+
+
+def chunk(sents: list[Sentence]) -> list[list[Sentence]]:
+    """Greedy sentence packing: one idea a researcher would quote, never across sections."""
+    chunks: list[list[Sentence]] = []
+    cur: list[Sentence] = []
+    words = 0
+    for s in sents:
+        new_section = cur and s.section != cur[-1].section
+        new_para = cur and s.paragraph != cur[-1].paragraph
+        if cur and (
+            new_section
+            or (words + s.words > MAX_WORDS and words >= MIN_WORDS // 2)
+            or (new_para and words >= MIN_WORDS)
+            or words >= TARGET_WORDS
+        ):
+            chunks.append(cur)
+            cur, words = [], 0
+        cur.append(s)
+        words += s.words
+    if cur:
+        chunks.append(cur)
+    return _merge_short_tails(chunks)
+
+
+def _merge_short_tails(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
+    out: list[list[Sentence]] = []
+    for c in chunks:
+        words = sum(s.words for s in c)
+        if out and words < MIN_WORDS // 2 and out[-1][-1].section == c[0].section:
+            if sum(s.words for s in out[-1]) + words <= MAX_WORDS + 30:
+                out[-1] = out[-1] + c
+                continue
+        out.append(c)
+    return out
+
+
+def passage_id(work: str, text: str, taken: set[str]) -> str:
+    digest = hashlib.sha1(normalize(text).encode()).hexdigest()
+    pid, n = f"{work}-{digest[:8]}", 1
+    while pid in taken:  # the same text twice in one work
+        n += 1
+        pid = f"{work}-{digest[:8]}-{n}"
+    taken.add(pid)
+    return pid
+
+
+def build_passages(
+    works: list[WorkText], notes: dict[str, tuple[dict[str, Note], list]]
+) -> tuple[list[Passage], dict[str, int]]:
+    """Chunk every work; chunks that only repeat an earlier version become `also_in` of its passages.
+
+    Returns the passages and, per work, how many chunks were collapsed into an earlier copy.
+    """
+    find_copies(works)
+    inherit_sections(works)
+    passages: list[Passage] = []
+    owner: dict[tuple[int, int], Passage] = {}  # canonical sentence -> its passage
+    collapsed: dict[str, int] = Counter()
+    taken: set[str] = set()
+    for wi, w in enumerate(works):
+        index_of = {id(s): si for si, s in enumerate(w.sentences)}
+        for c in chunk(w.sentences):
+            keys = [index_of[id(s)] for s in c]
+            copies = [w.dup_of[k] for k in keys]
+            if all(m is not None for m in copies):
+                _record_copy(w.file, c, copies, owner)
+                collapsed[w.work] += 1
+                continue
+            text = " ".join(s.text for s in c)
+            file_notes, refs = notes.get(w.file, ({}, []))
+            p = Passage(
+                id=passage_id(w.work, text, taken),
+                file=w.file,
+                start=c[0].start,
+                end=c[-1].end,
+                work=w.work,
+                section=Counter(s.section for s in c).most_common(1)[0][0],
+                text=text,
+                sentences=[(s.start, s.end) for s in c],
+                notes=_notes_in(c[0].start, c[-1].end, file_notes, refs),
+            )
+            passages.append(p)
+            for k in keys:
+                owner[(wi, k)] = p
+            for s, m in zip(c, copies, strict=True):  # copied sentences inside a kept chunk
+                if m is not None and m in owner and owner[m] is not p:
+                    _add_span(owner[m], Span(w.file, s.start, s.end))
+    return passages, dict(collapsed)
+
+
+def _record_copy(file: str, chunk_sents, copies, owner) -> None:
+    """Group the chunk's sentences by the canonical passage they copy and record one span per group."""
+    groups: dict[str, list[Sentence]] = defaultdict(list)
+    targets: dict[str, Passage] = {}
+    for s, m in zip(chunk_sents, copies, strict=True):
+        p = owner.get(m)
+        if p is not None:
+            groups[p.id].append(s)
+            targets[p.id] = p
+    for pid, sents in groups.items():
+        _add_span(targets[pid], Span(file, sents[0].start, sents[-1].end))
+
+
+def _add_span(p: Passage, span: Span) -> None:
+    for i, old in enumerate(p.also_in):
+        if old.file == span.file and old.start <= span.end and span.start <= old.end:
+            p.also_in[i] = Span(span.file, min(old.start, span.start), max(old.end, span.end))
+            return
+    p.also_in.append(span)
+
+
+def _notes_in(start: int, end: int, notes: dict[str, Note], refs: list[tuple[str, int]]) -> list[Note]:
+    seen: dict[str, Note] = {}
+    for marker, pos in refs:
+        if start <= pos < end and marker in notes:
+            seen.setdefault(marker, notes[marker])
+    return list(seen.values())

@@ -1,0 +1,213 @@
+"""Recover structure from cleaned text: section headings, paragraphs, sentences.
+
+Files mark structure differently (Markdown "#", "Title [edit]", a short title line before a paragraph, or
+nothing at all), so each rule here uses only what the text gives; none names a particular file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import blingfire
+import numpy as np
+
+from corpus.clean import HEADING_MARK, SOFT_HYPHEN
+from corpus.mapped import MappedText
+
+BACK_MATTER = {
+    "see also", "references", "notes", "citations", "sources", "further reading", "external links",
+    "bibliography", "footnotes", "works cited", "notes and references", "external link", "contents",
+}  # fmt: skip
+MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$")
+TERMINAL = set('.!?:;"”’)]…')
+STOPWORDS = frozenset(
+    "a an the of and or but to in on at by for with from as is are was were be been being that this these "
+    "those it its he she they his her their him them we our you i not no which who whom whose what when where "
+    "why how than then there so such also into over under after before during while about against between "
+    "would could should will can may might must has have had do does did".split()
+)
+REFERENCE_STRONG = re.compile(
+    r"\bISBN\b|\bISSN\b|\bdoi ?:|\bRetrieved\b|Archived from|\bOCLC\b|\bJSTOR\b|\bS2CID\b"
+)
+REFERENCE_WEAK = re.compile(
+    r"\bpp?\. ?\d|University Press|\(\d{4}\)\.|\bet al\.|\bVol\. ?\d|\(eds?\.\)|\bed\.\)|"
+    r"^[A-Z][\w'’-]+, [A-Z][\w.]*.{0,80}\((?:[A-Z][a-z]+ )?(?:\d{1,2}, )?\d{4}\)"  # "Surname, Given (May 2, 2013)"
+)
+WORD = re.compile(r"\w+")
+# A quotation of some length inside a note or reference entry is evidence worth keeping.
+QUOTATION = re.compile(r'"[^"\n]{80,}?"|“[^”\n]{80,}?”|"[^"\n]{80,}$')
+
+
+@dataclass
+class Paragraph:
+    text: MappedText
+    section: str | None
+    back_matter: bool = False  # see also, references, notes: only quotations in them are kept
+
+
+@dataclass
+class Sentence:
+    text: str  # cleaned
+    start: int  # raw
+    end: int  # raw
+    section: str | None
+    paragraph: int  # index within its work
+    words: int
+    back_matter: bool = False
+
+
+def _lines(mt: MappedText) -> list[MappedText]:
+    out, a = [], 0
+    for m in re.finditer(r"\n", mt.text + "\n"):
+        seg = mt.slice(a, m.start())
+        lead = len(seg.text) - len(seg.text.lstrip())
+        out.append(seg.slice(lead, len(seg.text.rstrip())))
+        a = m.end()
+    return out
+
+
+def _heading(line: str, next_line: str | None) -> str | None:
+    if line.startswith(HEADING_MARK):
+        return line[1:].strip()
+    if m := MD_HEADING.match(line):
+        return m.group(1).strip()
+    words = line.split()
+    # A short title line (no closing punctuation) directly above a paragraph: "History", "Legacy".
+    if (
+        1 <= len(words) <= 8
+        and line[0].isupper()
+        and line[-1] not in TERMINAL | {","}
+        and next_line is not None
+        and (len(next_line.split()) >= 25 or next_line.strip().lower() in BACK_MATTER)
+    ):
+        return line.strip()
+    return None
+
+
+def _is_hard_wrapped(lines: list[MappedText]) -> bool:
+    lengths = [len(x.text) for x in lines if x.text]
+    blank = sum(1 for x in lines if not x.text)
+    return bool(lengths) and blank > 0 and float(np.median(lengths)) < 90
+
+
+def _continues(prev: str, nxt: str) -> bool:
+    """A paragraph cut by a page break or a footnote block: it ends mid-sentence."""
+    if not prev or not nxt:
+        return False
+    return prev[-1].islower() or prev[-1] in ",-–—" or (prev[-1] not in TERMINAL and nxt[0].islower())
+
+
+def _join(a: MappedText, b: MappedText) -> MappedText:
+    hyphenated = a.text.endswith("-") and len(a.text) > 1 and a.text[-2].isalpha() and b.text[:1].islower()
+    if hyphenated:  # "ques-" + "tion": a soft hyphen keeps both raw words and reads as one word
+        a = MappedText(a.text[:-1] + SOFT_HYPHEN, a.pos, a.raw_len)
+        return MappedText(a.text + b.text, np.concatenate([a.pos, b.pos]), a.raw_len)
+    sep = np.array([a.pos[-1]], dtype=np.int64)
+    return MappedText(a.text + " " + b.text, np.concatenate([a.pos, sep, b.pos]), a.raw_len)
+
+
+def paragraphs(mt: MappedText) -> list[Paragraph]:
+    """Split a work's cleaned text into paragraphs with their section; stop at back matter."""
+    lines = _lines(mt)
+    wrapped = _is_hard_wrapped(lines)
+    out: list[Paragraph] = []
+    section: str | None = None
+    prev: Paragraph | None = None  # the paragraph a line may continue (none right after a heading)
+    after_break = back_matter = False
+    for i, line in enumerate(lines):
+        if not line.text:
+            after_break = True
+            continue
+        nxt = next((x.text for x in lines[i + 1 :] if x.text), None)
+        heading = _heading(line.text, nxt)
+        if heading is not None:
+            back_matter = back_matter or heading.lower() in BACK_MATTER
+            section, prev = heading, None
+        elif prev is not None and ((wrapped and not after_break) or _continues(prev.text.text, line.text)):
+            prev.text = _join(prev.text, line)
+        else:
+            prev = Paragraph(line, section, back_matter)
+            out.append(prev)
+        after_break = False
+    return out
+
+
+def _prose_words(text: str) -> list[str]:
+    return WORD.findall(text.replace(SOFT_HYPHEN, ""))
+
+
+def is_junk(text: str) -> bool:
+    """Reference entries and bare lists of names or titles, not prose a researcher would quote."""
+    words = _prose_words(text)
+    if not words:
+        return True
+    if REFERENCE_STRONG.search(text):
+        return True
+    stop = sum(w.lower() in STOPWORDS for w in words) / len(words)
+    if REFERENCE_WEAK.search(text) and stop < 0.25:
+        return True
+    caps = sum(w[0].isupper() for w in words) / len(words)
+    if len(words) >= 8 and stop < 0.15 and caps > 0.55:
+        return True
+    # A short line in Title Case is a book or article title, not a sentence.
+    content = [w for w in words if w.lower() not in STOPWORDS and len(w) > 2 and not w[0].isdigit()]
+    return 3 <= len(content) and len(words) <= 15 and all(w[0].isupper() for w in content)
+
+
+def _is_prose_quote(quote: str) -> bool:
+    words = _prose_words(quote)
+    return len(words) >= 25 and sum(w.lower() in STOPWORDS for w in words) / len(words) >= 0.3
+
+
+def sentences(paras: list[Paragraph]) -> list[Sentence]:
+    out: list[Sentence] = []
+    for pi, para in enumerate(paras):
+        text = para.text.text
+        _, offsets = blingfire.text_to_sentences_and_offsets(text)
+        if para.back_matter:
+            quotes = [m.span() for m in QUOTATION.finditer(text) if _is_prose_quote(m.group())]
+            offsets = [(a, b) for a, b in offsets if any(a < qe and qa < b for qa, qe in quotes)]
+        for a, b in offsets:
+            while a < b and text[a].isspace():
+                a += 1
+            while b > a and text[b - 1].isspace():
+                b -= 1
+            if b <= a:
+                continue
+            start, end = para.text.raw_span(a, b)
+            s = text[a:b]
+            out.append(Sentence(s, start, end, para.section, pi, len(_prose_words(s)), para.back_matter))
+    return out
+
+
+def drop_junk(sents: list[Sentence], tail_run: int = 10, tail_share: float = 0.6) -> list[Sentence]:
+    """Drop junk sentences. Once the tail is mostly junk (notes and references without a heading), keep
+    only its prose: explanatory notes and quotations."""
+    quoted = [s for s in sents if s.back_matter and not is_junk(s.text)]
+    sents = [s for s in sents if not s.back_matter]
+    flags = [is_junk(s.text) for s in sents]
+    for i in range(1, len(sents)):  # a short fragment ("Routledge.", "No one.") goes with its neighbour
+        if sents[i].words < 8 and sents[i].paragraph == sents[i - 1].paragraph:
+            flags[i] = flags[i] and flags[i - 1] if sents[i].words > 3 else flags[i - 1]
+    n = len(flags)
+    junk_after = np.cumsum(flags[::-1])[::-1] if n else np.zeros(0)
+    cut = n
+    for i in range(n):
+        rest = n - i
+        if flags[i] and rest >= tail_run and junk_after[i] / rest >= tail_share:
+            cut = i
+            break
+    body = [s for s, junk in zip(sents[:cut], flags[:cut], strict=True) if not junk]
+    notes = [
+        s for s, junk in zip(sents[cut:], flags[cut:], strict=True) if not junk and _is_note_prose(s.text)
+    ]
+    for s in notes:
+        s.section = "Notes"
+    return body + notes + quoted
+
+
+def _is_note_prose(text: str) -> bool:
+    words = _prose_words(text)
+    stop = sum(w.lower() in STOPWORDS for w in words) / max(1, len(words))
+    return len(words) >= 8 and stop >= 0.3 and not text.startswith(('"', "“"))
