@@ -1,0 +1,176 @@
+"""The HTTP service: create_app(settings) -> FastAPI.
+
+The engine (index + model) loads once, in a thread started at start-up: /healthz answers at once,
+/readyz says 503 until the engine is ready, and engine endpoints wait for it (up to
+settings.ready_wait_seconds). Endpoints that call the engine are plain `def`: FastAPI runs them in
+its thread pool, so encoding a query never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.errors import ApiError, ErrorBody, install_error_handlers
+from api.logs import configure_logging
+from api.middleware import RequestContextMiddleware
+from api.models import PassageContext, WorkOut
+from api.routing import StrictJSONRoute
+from api.settings import Settings
+from qa.schema import AskRequest, AskResponse
+
+log = logging.getLogger("api")
+STATIC = Path(__file__).resolve().parent / "static"
+OnFailure = Callable[[str], None]
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
+
+
+class EngineSlot:
+    """Holds the engine once it has loaded, or the reason it could not."""
+
+    def __init__(self, index_dir: Path, on_failure: OnFailure | None = None):
+        self.index_dir, self.on_failure = index_dir, on_failure
+        self.loaded = threading.Event()
+        self.engine = None
+        self.error: str | None = None
+
+    def load(self) -> None:
+        try:
+            from qa.engine import Engine
+
+            log.info("loading index and model from %s", self.index_dir)
+            self.engine = Engine.load(self.index_dir)
+            log.info("engine ready")
+        except Exception as exc:  # IndexLoadError says how to rebuild; anything else is logged whole
+            self.error = str(exc) or type(exc).__name__
+            log.error("engine failed to load: %s", self.error, exc_info=not _expected(exc))
+            if self.on_failure:
+                self.on_failure(self.error)
+        finally:
+            self.loaded.set()
+
+    def get(self, wait: float):
+        if not self.loaded.wait(wait):
+            message = "the index and model are still loading; retry shortly"
+            raise ApiError(503, "not_ready", message, headers={"Retry-After": "5"})
+        if self.engine is None:
+            raise ApiError(503, "not_ready", f"the index could not be loaded: {self.error}")
+        return self.engine
+
+
+def _expected(exc: Exception) -> bool:
+    return type(exc).__name__ == "IndexLoadError"
+
+
+def get_engine(request: Request):
+    return request.app.state.slot.get(request.app.state.settings.ready_wait_seconds)
+
+
+EngineDep = Annotated[object, Depends(get_engine)]
+
+
+def unknown_filter(exc) -> ApiError:
+    field = f"filters.{exc.field}"
+    return ApiError(422, "unknown_filter_value", f"{field}: {exc}", field)
+
+
+def create_app(settings: Settings | None = None, on_load_failure: OnFailure | None = None) -> FastAPI:
+    """The app; `on_load_failure(reason)` is called (from the loading thread) if the engine cannot load."""
+    settings = settings or Settings()
+    slot = EngineSlot(settings.index_dir, on_load_failure)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threading.Thread(target=slot.load, name="engine-load", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="Stalin and Stalinism: passages from opposed viewpoints",
+        description="Answers a question with ranked verbatim passages, each cited and attributed to its "
+        "viewpoint. It never writes text of its own, and says so when the collection does not answer.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.slot = settings, slot
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(_router())
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for `uvicorn --factory` (several workers): settings come from QA_* variables."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
+def _router() -> APIRouter:
+    from qa.engine import UnknownFilterValue
+
+    r = APIRouter(route_class=StrictJSONRoute)
+
+    @r.get("/healthz", tags=["service"], summary="The process is alive")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @r.get("/readyz", tags=["service"], summary="The index and model are loaded", responses=ERRORS)
+    def readyz(request: Request) -> dict:
+        request.app.state.slot.get(0)
+        return {"status": "ready"}
+
+    @r.post("/v1/ask", tags=["ask"], summary="Ranked verbatim passages that answer", responses=ERRORS)
+    def ask(req: AskRequest, engine: EngineDep) -> AskResponse:
+        try:
+            if req.filters is not None:
+                engine.check_filters(req.filters)
+            return engine.ask(req)
+        except UnknownFilterValue as exc:
+            raise unknown_filter(exc) from exc
+
+    @r.get("/v1/works", tags=["works"], summary="Every work in the collection, with provenance")
+    def works(engine: EngineDep) -> list[WorkOut]:
+        return [WorkOut.of(w) for w in engine.works()]
+
+    @r.get("/v1/works/{work_id}", tags=["works"], summary="One work", responses=ERRORS)
+    def work(work_id: Annotated[str, PathParam(max_length=200)], engine: EngineDep) -> WorkOut:
+        found = engine.work(work_id)
+        if found is None:
+            raise ApiError(404, "not_found", f"no work with id {work_id!r}", "work_id")
+        return WorkOut.of(found)
+
+    @r.get("/v1/passages/{passage_id}", tags=["passages"], summary="A passage in context", responses=ERRORS)
+    def passage(
+        passage_id: Annotated[str, PathParam(max_length=200)],
+        engine: EngineDep,
+        context: Annotated[int, Query(ge=0, le=10, description="neighbouring passages on each side")] = 1,
+    ) -> PassageContext:
+        found = engine.passage(passage_id, context=context)
+        if found is None:
+            raise ApiError(404, "not_found", f"no passage with id {passage_id!r}", "passage_id")
+        return PassageContext.of(found, engine)
+
+    @r.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return r

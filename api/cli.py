@@ -1,0 +1,189 @@
+"""The `qa` command: corpus statistics, index building, asking questions, and serving the API and page.
+
+Errors are one line on stderr: exit 2 for a usage mistake, 1 for anything that went wrong at run time.
+Set QA_DEBUG=1 to see the full trace of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from api.settings import Settings
+
+DIR = click.Path(file_okay=False, path_type=Path)
+
+
+class QAGroup(click.Group):
+    """Turns any error a command raises into one line on stderr and exit 1 (never a traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("QA_DEBUG"):
+                raise
+            raise click.ClickException(one_line(exc)) from exc
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror or text}: {exc.filename}"
+    expected = {"IndexLoadError", "StaleIndexError", "UnknownFilterValue", "ValueError", "OSError"}
+    if not ({type(exc).__name__} | {c.__name__ for c in type(exc).__mro__}) & expected:
+        text = f"unexpected {type(exc).__name__}: {text} (QA_DEBUG=1 shows the trace)"
+    return text
+
+
+def corpus_option(f):
+    return click.option("--corpus", "corpus_dir", type=DIR, help="corpus directory [default: the bundled corpus]")(f)
+
+
+def index_option(f):
+    return click.option("--index", "index_dir", type=DIR, help="index directory [default: $QA_INDEX_DIR or var/index]")(
+        f
+    )
+
+
+def settings_with(**overrides) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@click.group(cls=QAGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Ask questions of a collection of texts about Stalin and Stalinism.
+
+    Answers are ranked verbatim passages with citations and the viewpoint each comes from;
+    when the collection does not answer, qa says so and shows the nearest passages.
+    """
+
+
+@cli.group()
+def corpus() -> None:
+    """Inspect the corpus."""
+
+
+@corpus.command("stats")
+@corpus_option
+def corpus_stats(corpus_dir: Path | None) -> None:
+    """Works, passages and viewpoints in the corpus."""
+    from corpus.ingest import load_corpus
+    from corpus.stats import format_stats
+
+    click.echo(format_stats(load_corpus(settings_with(corpus_dir=corpus_dir).corpus_dir)))
+
+
+@cli.group()
+def index() -> None:
+    """Build or extend the search index."""
+
+
+@index.command("build")
+@corpus_option
+@index_option
+def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
+    """Build the index from the corpus, replacing any previous one only when the build succeeds."""
+    from qa.engine import build_default_index
+
+    s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
+    build_default_index(s.corpus_dir, s.index_dir, progress=True)
+    click.echo(f"index built at {s.index_dir}")
+
+
+@index.command("add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@corpus_option
+@index_option
+def index_add(paths: tuple[Path, ...], corpus_dir: Path | None, index_dir: Path | None) -> None:
+    """Add documents (text, Markdown or HTML files) to the collection and rebuild the index."""
+    from qa.engine import add_documents
+
+    s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
+    for p in paths:
+        with p.open("rb"):  # an unreadable file fails here, before any work is done
+            pass
+    add_documents(list(paths), s.corpus_dir, s.index_dir)
+    click.echo(f"added {len(paths)} document(s); index at {s.index_dir}")
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="print the API response JSON")
+@click.option("--top-k", type=click.IntRange(1, 50), default=10, show_default=True, help="passages to return")
+@click.option("--work", "works", multiple=True, help="only this work id (repeatable)")
+@click.option("--viewpoint", "viewpoints", multiple=True, help="only this viewpoint label (repeatable)")
+@click.option("--no-diversify", is_flag=True, help="rank by relevance alone, not covering every viewpoint")
+@click.option("--full", is_flag=True, help="print whole passages, not just the highlighted sentence")
+@corpus_option
+@index_option
+def ask(question, as_json, top_k, works, viewpoints, no_diversify, full, corpus_dir, index_dir) -> None:
+    """Answer QUESTION with ranked verbatim passages."""
+    from pydantic import ValidationError
+
+    from api.render import render_answer
+    from qa.schema import AskRequest
+
+    filters = {k: list(v) for k, v in (("work", works), ("viewpoint", viewpoints)) if v}
+    try:
+        req = AskRequest(question=question, top_k=top_k, filters=filters or None, diversify=not no_diversify)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise click.UsageError(f"{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}") from exc
+
+    from qa.engine import Engine, UnknownFilterValue
+
+    s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
+    engine = Engine.load(s.index_dir)
+    try:
+        if req.filters is not None:
+            engine.check_filters(req.filters)
+    except UnknownFilterValue as exc:
+        raise click.UsageError(f"--{exc.field}: {exc}") from exc
+    resp = engine.ask(req)
+    if as_json:
+        click.echo(json.dumps(resp.model_dump(mode="json"), ensure_ascii=False, indent=2))
+    else:
+        click.echo(render_answer(resp, raw_reader(s.corpus_dir), full=full, color=sys.stdout.isatty()))
+
+
+def raw_reader(corpus_dir: Path):
+    """file name -> its raw text (None if it is not in corpus_dir), each file read once."""
+
+    @functools.cache
+    def read(file: str) -> str | None:
+        try:
+            return (corpus_dir / Path(file).name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return read
+
+
+@cli.command()
+@click.option("--host", help="address to listen on [default: $QA_HOST or 127.0.0.1]")
+@click.option("--port", type=click.IntRange(0, 65535), help="port [default: $QA_PORT or 8000]")
+@click.option("--workers", type=click.IntRange(1, 64), help="worker processes [default: $QA_WORKERS or 1]")
+@corpus_option
+@index_option
+def serve(host, port, workers, corpus_dir, index_dir) -> None:
+    """Serve the API and the web page (building the index first if there is none)."""
+    from api.serve import run
+
+    s = settings_with(host=host, port=port, workers=workers, corpus_dir=corpus_dir, index_dir=index_dir)
+    run(s)
+
+
+def main() -> None:
+    cli(prog_name="qa")
+
+
+if __name__ == "__main__":
+    main()

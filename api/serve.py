@@ -1,0 +1,53 @@
+"""`qa serve`: build the index if there is none, then run uvicorn (one process, or a factory per worker)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+import uvicorn
+
+from api.logs import configure_logging
+from api.settings import Settings
+
+log = logging.getLogger("api")
+
+
+def has_index(index_dir) -> bool:
+    return index_dir.is_dir() and any(index_dir.iterdir())
+
+
+def run(s: Settings) -> None:
+    configure_logging(s.log_level, s.log_format)
+    if not has_index(s.index_dir):
+        from qa.engine import build_default_index
+
+        click.echo(f"no index at {s.index_dir}: building it from {s.corpus_dir}", err=True)
+        build_default_index(s.corpus_dir, s.index_dir, progress=True)
+    options = dict(host=s.host, port=s.port, log_config=None, access_log=False, log_level=s.log_level)
+    if s.workers > 1:
+        # Each worker process builds its own app from the environment: pass our settings down.
+        os.environ.update(
+            QA_INDEX_DIR=str(s.index_dir.absolute()),
+            QA_CORPUS_DIR=str(s.corpus_dir.absolute()),
+            QA_LOG_LEVEL=s.log_level,
+            QA_LOG_FORMAT=s.log_format,
+            QA_CORS_ORIGINS=",".join(s.cors_origins),
+        )
+        uvicorn.run("api.app:create_app_from_env", factory=True, workers=s.workers, **options)
+        return
+
+    from api.app import create_app
+
+    server: uvicorn.Server | None = None
+
+    def stop(reason: str) -> None:  # the engine could not load: stop serving rather than answer 503s
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(s, on_load_failure=stop)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    server.run()
+    if app.state.slot.error:
+        raise click.ClickException(app.state.slot.error)
