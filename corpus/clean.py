@@ -46,9 +46,7 @@ BRACKET_NOTE_LINE = re.compile(r"(?m)^[ \t]*\[(?P<marker>\d{1,3})\][ \t]*(?P<tex
 NOTE_REF = re.compile(r"<sup>\s*(\d{1,3})\s*</sup>|\[(\d{1,3})\]")
 
 # "Heading [ edit ]" (on its own line, or inline after a citation marker or a sentence) marks a section.
-WIKI_HEADING = re.compile(
-    r"(?m)(?:^|(?<=\]) |(?<=[.!?”\"]) )[ \t]*(?P<h>[^\n\[\]]{1,120}?)[ \t]*\[ ?edit ?\][ \t]*"
-)
+WIKI_HEADING = re.compile(r"(?m)(?:^|(?<=\]) |(?<=[.!?”\"]) )[ \t]*(?P<h>[^\n\[\]]{1,120}?)[ \t]*\[ ?edit ?\][ \t]*")
 HEADING_MARK = "\ue000"  # starts a heading line in cleaned text; never part of a passage
 
 HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
@@ -103,6 +101,7 @@ def clean_text(raw: str, drop: list[str] | None = None, start: MappedText | None
         mt = mt.sub(rule, "")
     mt = mt.sub(HTML_TAG, _delete_between_words)
     mt = mt.sub(MD_LINK, r"\1")
+    mt = mt.sub(SPACES, " ")
     mt = mt.sub(CITATION_MARKER, _delete_between_words)
     mt = mt.sub(PAGE_REFERENCE, "")
     mt = mt.sub(MD_EMPHASIS, "")

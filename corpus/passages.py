@@ -71,19 +71,18 @@ def _best_match(norms, pool, norm: str) -> tuple[int, int] | None:
 
 
 def inherit_sections(works: list[WorkText]) -> None:
-    """A work without headings takes the section of the copies of its sentences, carried forward."""
+    """A sentence without a heading takes the section of its copies in other works, carried forward."""
     found: dict[tuple[int, int], str] = {}
     for w in works:
         for s, m in zip(w.sentences, w.dup_of, strict=True):
             if m and s.section and m not in found:
                 found[m] = s.section
     for wi, w in enumerate(works):
-        if any(s.section for s in w.sentences):
-            continue
         current = None
         for si, s in enumerate(w.sentences):
-            current = found.get((wi, si), current)
-            s.section = current
+            if s.section is None:
+                current = found.get((wi, si), current)
+                s.section = current
 
 
 def chunk(sents: list[Sentence]) -> list[list[Sentence]]:

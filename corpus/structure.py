@@ -27,9 +27,7 @@ STOPWORDS = frozenset(
     "why how than then there so such also into over under after before during while about against between "
     "would could should will can may might must has have had do does did".split()
 )
-REFERENCE_STRONG = re.compile(
-    r"\bISBN\b|\bISSN\b|\bdoi ?:|\bRetrieved\b|Archived from|\bOCLC\b|\bJSTOR\b|\bS2CID\b"
-)
+REFERENCE_STRONG = re.compile(r"\bISBN\b|\bISSN\b|\bdoi ?:|\bRetrieved\b|Archived from|\bOCLC\b|\bJSTOR\b|\bS2CID\b")
 REFERENCE_WEAK = re.compile(
     r"\bpp?\. ?\d|University Press|\(\d{4}\)\.|\bet al\.|\bVol\. ?\d|\(eds?\.\)|\bed\.\)|"
     r"^[A-Z][\w'’-]+, [A-Z][\w.]*.{0,80}\((?:[A-Z][a-z]+ )?(?:\d{1,2}, )?\d{4}\)"  # "Surname, Given (May 2, 2013)"
@@ -199,9 +197,7 @@ def drop_junk(sents: list[Sentence], tail_run: int = 10, tail_share: float = 0.6
             cut = i
             break
     body = [s for s, junk in zip(sents[:cut], flags[:cut], strict=True) if not junk]
-    notes = [
-        s for s, junk in zip(sents[cut:], flags[cut:], strict=True) if not junk and _is_note_prose(s.text)
-    ]
+    notes = [s for s, junk in zip(sents[cut:], flags[cut:], strict=True) if not junk and _is_note_prose(s.text)]
     for s in notes:
         s.section = "Notes"
     return body + notes + quoted
