@@ -1,0 +1,237 @@
+"""The HTTP API against the real engine and a real index built once per session."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from _api_support import QUESTION, built_index, is_verbatim
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.logs import JsonFormatter, request_id
+from api.settings import Settings
+from qa.schema import AskResponse
+
+pytestmark = pytest.mark.slow
+UNANSWERABLE = "What is the boiling point of mercury in kelvin?"
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app(Settings(index_dir=built_index()))
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code in (200, 503)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def answer(client) -> dict:
+    r = client.post("/v1/ask", json={"question": QUESTION, "top_k": 10})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def error_of(r, status: int) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert err["code"] and err["message"] and err["request_id"] == r.headers["x-request-id"]
+    return err
+
+
+# ---- service endpoints -----------------------------------------------------------------------------------
+
+
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    client.post("/v1/ask", json={"question": "warm up"})  # waits for the engine
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_readyz_is_503_with_the_reason_when_the_index_cannot_load(tmp_path):
+    app = create_app(Settings(index_dir=tmp_path / "missing", ready_wait_seconds=60))
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        err = error_of(c.post("/v1/ask", json={"question": "anything"}), 503)
+        assert err["code"] == "not_ready" and "qa index build" in err["message"]
+        assert error_of(c.get("/readyz"), 503)["code"] == "not_ready"
+
+
+def test_request_id_is_echoed_or_generated(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "trace-42"}).headers["x-request-id"] == "trace-42"
+    made = client.get("/healthz").headers["x-request-id"]
+    assert len(made) == 32
+    forged = client.get("/healthz", headers={"X-Request-ID": "bad id\nwith newline"}).headers["x-request-id"]
+    assert "\n" not in forged and " " not in forged
+
+
+def test_openapi_docs(client):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/ask", "/v1/works", "/v1/works/{work_id}", "/v1/passages/{passage_id}"} <= set(paths)
+
+
+def test_page_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for name in ("app.js", "app.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_cors_follows_settings():
+    app = create_app(Settings(index_dir=built_index(), cors_origins=["https://library.example"]))
+    c = TestClient(app)  # not started: CORS needs no engine
+    headers = {"Origin": "https://library.example", "Access-Control-Request-Method": "POST"}
+    r = c.options("/v1/ask", headers=headers)
+    assert r.headers["access-control-allow-origin"] == "https://library.example"
+    r = c.options("/v1/ask", headers=headers | {"Origin": "https://elsewhere.example"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_unexpected_errors_are_a_json_500_without_trace():
+    app = create_app(Settings(index_dir=built_index()))
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    r = TestClient(app, raise_server_exceptions=False).get("/boom")
+    err = error_of(r, 500)
+    assert err["code"] == "internal_error" and "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_json_log_lines_carry_the_request_id():
+    token = request_id.set("rid-7")
+    try:
+        record = logging.LogRecord("api.access", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id.reset(token)
+    assert line["request_id"] == "rid-7" and line["message"] == "GET /x" and line["level"] == "info"
+
+
+# ---- ask -----------------------------------------------------------------------------------------
+
+
+def test_ask_returns_cited_verbatim_passages_grouped_by_viewpoint(answer):
+    resp = AskResponse.model_validate(answer)
+    assert resp.answered and resp.passages and len(resp.passages) <= 10
+    assert [p.rank for p in resp.passages] == list(range(1, len(resp.passages) + 1))
+    ids = {p.id for p in resp.passages}
+    grouped = [pid for g in resp.viewpoints for pid in g.passages]
+    assert set(grouped) <= ids and len(grouped) == len(set(grouped))
+    for p in answer["passages"]:
+        assert is_verbatim(p), p["id"]
+        assert p["citation"]["text"] and p["citation"]["csl"]["title"] == p["source"]["title"]
+        assert p["source"]["file"] in p["citation"]["text"]
+        assert p["viewpoint"]["label"]
+
+
+def test_ask_top_k_and_work_filter(client, answer):
+    work = answer["passages"][0]["source"]["work"]
+    r = client.post("/v1/ask", json={"question": QUESTION, "top_k": 3, "filters": {"work": [work]}})
+    assert r.status_code == 200, r.text
+    passages = r.json()["passages"]
+    assert 1 <= len(passages) <= 3 and {p["source"]["work"] for p in passages} == {work}
+
+
+def test_ask_abstains_with_the_nearest_passages(client):
+    r = client.post("/v1/ask", json={"question": UNANSWERABLE})
+    body = r.json()
+    assert r.status_code == 200 and body["answered"] is False and body["reason"]
+    assert body["passages"] and not any(p["supports_answer"] for p in body["passages"])
+
+
+BAD_BODIES = [
+    pytest.param({"question": ""}, "question", id="empty"),
+    pytest.param({"question": "   \n\t "}, "question", id="whitespace"),
+    pytest.param({"question": "x" * 1001}, "question", id="too-long"),
+    pytest.param({"question": 42}, "question", id="not-a-string"),
+    pytest.param({"question": ["a"]}, "question", id="list"),
+    pytest.param({"question": None}, "question", id="null"),
+    pytest.param({}, "question", id="missing"),
+    pytest.param({"question": "q", "top_k": 0}, "top_k", id="top_k-0"),
+    pytest.param({"question": "q", "top_k": 51}, "top_k", id="top_k-51"),
+    pytest.param({"question": "q", "top_k": "ten"}, "top_k", id="top_k-text"),
+    pytest.param({"question": "q", "colour": "red"}, "colour", id="unknown-field"),
+    pytest.param({"question": "q", "filters": {"viewpoint": "x"}}, "filters.viewpoint", id="filter-not-list"),
+    pytest.param({"question": "q", "filters": {"shelf": ["x"]}}, "filters.shelf", id="unknown-filter"),
+]
+
+
+@pytest.mark.parametrize("body, field", BAD_BODIES)
+def test_bad_ask_bodies_name_the_field(client, body, field):
+    err = error_of(client.post("/v1/ask", json=body), 422)
+    assert err["field"] == field and field.split(".")[-1] in err["message"]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("viewpoint", "monarchist"), ("work", "no-such-work"), ("kind", "sonnet"), ("author", "Nobody")],
+)
+def test_unknown_filter_values_are_422_naming_the_filter(client, field, value):
+    err = error_of(client.post("/v1/ask", json={"question": "q", "filters": {field: [value]}}), 422)
+    assert err["code"] == "unknown_filter_value" and err["field"] == f"filters.{field}" and value in err["message"]
+
+
+@pytest.mark.parametrize(
+    "content, ctype, status, code",
+    [
+        (b'{"question": "x"', "application/json", 422, "invalid_json"),
+        (b"not json at all", "application/json", 422, "invalid_json"),
+        (b'{"question": "caf\xe9"}', "application/json", 400, "invalid_encoding"),
+        ('{"question": "x"}'.encode("utf-16"), "application/json", 400, "invalid_encoding"),
+        (b"", "application/json", 422, "invalid_body"),
+        (b"[1, 2]", "application/json", 422, "invalid_body"),
+        (b'"just a string"', "application/json", 422, "invalid_body"),
+        (b'{"question": "x"}', "text/plain", 415, "unsupported_media_type"),
+        (b'{"question": "' + b"x" * 70000 + b'"}', "application/json", 413, "payload_too_large"),
+    ],
+    ids=["truncated", "garbage", "latin-1", "utf-16", "empty", "array", "string", "text-plain", "huge"],
+)
+def test_broken_bodies_get_a_clear_4xx(client, content, ctype, status, code):
+    err = error_of(client.post("/v1/ask", content=content, headers={"Content-Type": ctype}), status)
+    assert err["code"] == code and err["field"] == "body"
+
+
+def test_wrong_method_and_unknown_path(client):
+    assert error_of(client.get("/v1/ask"), 405)["code"] == "method_not_allowed"
+    assert error_of(client.get("/v2/nothing"), 404)["code"] == "not_found"
+
+
+# ---- works and passages --------------------------------------------------------------------------
+
+
+def test_works_list_every_work_with_provenance(client):
+    works = client.get("/v1/works").json()
+    assert len(works) >= 5
+    for w in works:
+        assert w["title"] and w["origin"] and w["kind"] and w["viewpoint"] and w["viewpoint_label"]
+    one = client.get(f"/v1/works/{works[0]['id']}")
+    assert one.status_code == 200 and one.json() == works[0]
+
+
+def test_unknown_work_is_404(client):
+    err = error_of(client.get("/v1/works/no-such-work"), 404)
+    assert err["field"] == "work_id" and "no-such-work" in err["message"]
+
+
+def test_passage_in_context(client, answer):
+    pid = answer["passages"][0]["id"]
+    r = client.get(f"/v1/passages/{pid}", params={"context": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["passage"]["id"] == pid and body["work"]["id"] == answer["passages"][0]["source"]["work"]
+    assert len(body["before"]) <= 2 and len(body["after"]) <= 2 and body["before"] + body["after"]
+    for p in body["before"] + body["after"]:
+        assert p["id"] != pid
+
+
+def test_unknown_passage_is_404_and_context_is_bounded(client, answer):
+    assert error_of(client.get("/v1/passages/nope"), 404)["field"] == "passage_id"
+    pid = answer["passages"][0]["id"]
+    assert error_of(client.get(f"/v1/passages/{pid}", params={"context": 99}), 422)["field"] == "context"
+    assert error_of(client.get(f"/v1/passages/{pid}", params={"context": "x"}), 422)["field"] == "context"
