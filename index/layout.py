@@ -1,0 +1,152 @@
+"""What an index directory holds, and the helpers build and load must agree on.
+
+An index is one directory. It is replaced as a whole by renaming sibling directories:
+`<dir>.tmp-<pid>` (being built) and `<dir>.old-<pid>` (the previous index during the swap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+DENSE_FILE = "dense.faiss"
+BM25_DIR = "bm25"
+PASSAGES_FILE = "passages.jsonl"
+WORKS_FILE = "works.json"
+RESERVED = {MANIFEST_FILE, DENSE_FILE, BM25_DIR, PASSAGES_FILE, WORKS_FILE}
+
+STEMMER_LANGUAGE = "english"
+STOPWORDS = "en"
+SOFT_HYPHEN = "\u00ad"
+
+_local = threading.local()
+
+
+def clean_text(text: str) -> str:
+    # Soft hyphens split words invisibly ("collec\u00adtivization") and would break tokens.
+    return text.replace(SOFT_HYPHEN, "")
+
+
+def _stemmer():
+    # PyStemmer objects are not thread-safe; the API answers queries from several threads.
+    if not hasattr(_local, "stemmer"):
+        import Stemmer
+
+        _local.stemmer = Stemmer.Stemmer(STEMMER_LANGUAGE)
+    return _local.stemmer
+
+
+def bm25_tokenize(texts: list[str], return_ids: bool):
+    """The one tokenizer for both indexing and querying, so stems always match."""
+    import bm25s
+
+    return bm25s.tokenize(
+        [clean_text(t) for t in texts],
+        lower=True,
+        stopwords=STOPWORDS,
+        stemmer=_stemmer(),
+        return_ids=return_ids,
+        show_progress=False,
+    )
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def index_files(root: Path) -> list[Path]:
+    """Every file under root except the manifest, in a stable order."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p != root / MANIFEST_FILE)
+
+
+def fsync_path(path: Path) -> None:
+    # Directories must be fsynced too, or a crash can lose the renames/new entries.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sibling(out_dir: Path, kind: str, pid: int | None = None) -> Path:
+    return out_dir.with_name(f"{out_dir.name}.{kind}-{os.getpid() if pid is None else pid}")
+
+
+def siblings(out_dir: Path, kind: str) -> list[tuple[Path, int]]:
+    prefix = f"{out_dir.name}.{kind}-"
+    found = []
+    if out_dir.parent.is_dir():
+        for p in out_dir.parent.iterdir():
+            if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit():
+                found.append((p, int(p.name[len(prefix) :])))
+    return found
+
+
+@contextlib.contextmanager
+def swap_lock(out_dir: Path) -> Iterator[None]:
+    """Serialise swaps and recovery between processes (held for milliseconds, not the build)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.with_name(f"{out_dir.name}.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _age_key(path: Path) -> float:
+    manifest = path / MANIFEST_FILE
+    return (manifest if manifest.exists() else path).stat().st_mtime
+
+
+def recover(out_dir: Path) -> None:
+    """Undo what a crashed build left: restore a previous index caught mid-swap, drop debris."""
+    with swap_lock(out_dir):
+        olds = sorted((p for p, _ in siblings(out_dir, "old")), key=_age_key)
+        if not out_dir.exists() and olds:
+            # Crash between "out -> old" and "tmp -> out": the old index is the good one.
+            os.rename(olds.pop(), out_dir)
+            fsync_path(out_dir.parent)
+        for p in olds:
+            shutil.rmtree(p, ignore_errors=True)
+        for p, pid in siblings(out_dir, "tmp"):
+            if pid == os.getpid() or not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replace out_dir by the finished tmp dir; at every instant an index exists or is recoverable."""
+    with swap_lock(out_dir):
+        old = sibling(out_dir, "old")
+        if out_dir.exists():
+            os.rename(out_dir, old)
+        try:
+            os.rename(tmp, out_dir)
+        except BaseException:
+            if old.exists() and not out_dir.exists():
+                os.rename(old, out_dir)
+            raise
+        fsync_path(out_dir.parent)
+    shutil.rmtree(old, ignore_errors=True)
