@@ -61,8 +61,9 @@ def location(section: str | None, start: int, end: int, file: str) -> str:
 
 
 def _sentence(s: str) -> str:
+    """End with a full stop unless the text already ends a sentence (inside a closing quote or not)."""
     s = s.strip()
-    return s if not s or s[-1] in '.?!”"' else s + "."
+    return s if not s or s.rstrip("”\"’'")[-1:] in (".", "?", "!") else s + "."
 
 
 def make_citation(work: Work, section: str | None, start: int, end: int, file: str) -> Citation:

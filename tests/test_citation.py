@@ -83,3 +83,8 @@ def test_contained_kinds_put_origin_in_container_title():
 )
 def test_names(name, expected):
     assert csl_name(name) == expected
+
+
+def test_an_origin_ending_in_a_quoted_title_still_gets_its_full_stop():
+    c = make_citation(work(origin='English Wikipedia, article "Stalinism"; old'), None, 1, 2, "f.txt")
+    assert 'article "Stalinism". Party statement' in c.text

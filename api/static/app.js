@@ -12,7 +12,7 @@ function el(tag, attrs, ...children) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -263,7 +263,7 @@ function workCard(w) {
   return el(
     "article",
     { class: `work ${vpClass(w.viewpoint_label)}`, id: `w-${w.id}` },
-    el("h2", {}, el("cite", {}, w.title)),
+    el("h2", {}, el("cite", {}, w.title), w.year === null ? "" : ` (${w.year})`),
     el("p", { class: "work-viewpoint" }, vpBadge(w.viewpoint_label), " ", w.viewpoint),
     el("dl", {}, facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
     w.inferred ? el("p", { class: "note" }, "Described by inference: the file has no manifest entry.") : null,
