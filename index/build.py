@@ -40,6 +40,7 @@ def build_index(
     ann_threshold: int = 50_000,
     extra: dict | None = None,
     *,
+    arrays: dict[str, np.ndarray] | None = None,
     section_prefix: bool = True,
     ef_search: int = DEFAULT_EF_SEARCH,
     show_progress: bool = True,
@@ -47,10 +48,11 @@ def build_index(
     """Build the index for `passages` into `out_dir`, replacing any previous index only on success.
 
     `corpus_files` (file name -> sha256) is recorded so loading can tell when the corpus changed.
-    `extra` maps a key to a JSON-serialisable value, stored as `<key>.json` (read with SearchIndex.extra).
+    `extra` maps a key to a JSON-serialisable value, stored as `<key>.json` (read with SearchIndex.extra);
+    `arrays` maps a key to a numeric numpy array, stored as `<key>.npy` (read with SearchIndex.array).
     """
-    extra = extra or {}
-    _check_inputs(passages, extra)
+    extra, arrays = extra or {}, arrays or {}
+    _check_inputs(passages, extra, arrays)
     out_dir = Path(out_dir).absolute()
     layout.recover(out_dir)
     encoder = load_encoder(model)
@@ -69,9 +71,10 @@ def build_index(
             "dense": dense,
             "lexical": _write_bm25(tmp, passages),
             "extra": sorted(extra),
+            "arrays": sorted(arrays),
             "libraries": _library_versions(),
         }
-        _write_store(tmp, passages, works, extra)
+        _write_store(tmp, passages, works, extra, arrays)
         _finish(tmp, manifest)
         layout.swap_in(tmp, out_dir)
     except BaseException:
@@ -81,15 +84,18 @@ def build_index(
     return out_dir
 
 
-def _check_inputs(passages: list[Passage], extra: dict) -> None:
+def _check_inputs(passages: list[Passage], extra: dict, arrays: dict) -> None:
     if not passages:
         raise ValueError("cannot build an index without passages")
     ids = [p.id for p in passages]
     if len(set(ids)) != len(ids):
         raise ValueError("passage ids must be unique")
-    for key in extra:
+    for key in [*extra, *arrays]:
         if not _EXTRA_KEY.fullmatch(key) or f"{key}.json" in layout.RESERVED:
             raise ValueError(f"invalid extra key {key!r}: use letters, digits, '_', '-', '.'")
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+            raise ValueError(f"array {key!r} must be a numpy array of numbers")
 
 
 def _model_info(encoder: Encoder, section_prefix: bool) -> dict:
@@ -156,11 +162,13 @@ def _write_bm25(root: Path, passages: list[Passage]) -> dict:
     }
 
 
-def _write_store(root: Path, passages: list[Passage], works: list[Work], extra: dict) -> None:
+def _write_store(root: Path, passages: list[Passage], works: list[Work], extra: dict, arrays: dict) -> None:
     _write_text(root / layout.PASSAGES_FILE, (_dumps(p.to_dict()) + "\n" for p in passages))
     _write_text(root / layout.WORKS_FILE, [_dumps([w.to_dict() for w in works])])
     for key, value in extra.items():
         _write_text(root / f"{key}.json", [_dumps(value)])
+    for key, value in arrays.items():
+        np.save(root / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
 
 
 def _dumps(value) -> str:

@@ -44,6 +44,7 @@ class SearchIndex:
         self.works = works
         self.dim: int = manifest["model"]["dim"]
         self._extra: dict[str, object] = {}
+        self._arrays: dict[str, np.ndarray] = {}
         self._dense = None
         self._bm25 = None
         self._encoder: Encoder | None = None
@@ -87,6 +88,9 @@ class SearchIndex:
         index = cls(path, manifest, passages, works)
         for key in manifest["extra"]:
             index._extra[key] = json.loads((path / f"{key}.json").read_text(encoding="utf-8"))
+        for key in manifest.get("arrays", []):
+            # Opened now (mapped, not copied), so a later rebuild's directory swap cannot mix old and new data.
+            index._arrays[key] = np.load(path / f"{key}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
         index._dense = _read_faiss(path / manifest["dense"]["file"], manifest, mmap)
         index._bm25 = _read_bm25(path / manifest["lexical"]["dir"], mmap)
         index._check_sizes()
@@ -108,6 +112,14 @@ class SearchIndex:
     def extra(self, key: str):
         """A JSON blob passed to build_index(extra=...), or None if the index has none under `key`."""
         return self._extra.get(key)
+
+    def array(self, key: str) -> np.ndarray | None:
+        """A numpy array passed to build_index(arrays=...) (read-only when memory-mapped), or None."""
+        return self._arrays.get(key)
+
+    def passage_vector(self, pos: int) -> np.ndarray:
+        """The stored dense vector of the passage at `pos` (flat and HNSW-flat indexes keep them)."""
+        return self._dense.reconstruct(int(pos))
 
     @property
     def encoder(self) -> Encoder:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from corpus.model import Passage, Work
@@ -59,7 +60,8 @@ def built(corpus, tmp_path_factory) -> Path:
     passages, works, files = corpus
     out = tmp_path_factory.mktemp("idx") / "index"
     extra = {"attributions": {"001-000": [{"holder": "historians"}]}}
-    return build_index(passages, works, files, out, extra=extra, show_progress=False)
+    arrays = {"sentence_owner": np.arange(len(passages), dtype=np.int64)}
+    return build_index(passages, works, files, out, extra=extra, arrays=arrays, show_progress=False)
 
 
 @pytest.fixture
@@ -102,9 +104,11 @@ def test_recover_restores_old_and_drops_debris(tmp_path):
 @pytest.mark.slow
 def test_dense_search_finds_paraphrase(built):
     index = SearchIndex.load(built)
-    scores, idx = index.dense_search(index.encode_query("Where does the word Stalinism come from?"), 3)
-    assert scores.shape == idx.shape == (1, 3)
+    q = index.encode_query("Where does the word Stalinism come from?")
+    scores, idx = index.dense_search(q, 3)
+    assert scores.shape == idx.shape == (1, 3) and q.shape == (384,)
     assert "Etymology" in [index.passages[i].section for i in idx[0]]
+    assert float(index.passage_vector(idx[0][0]) @ q) == pytest.approx(scores[0][0], abs=1e-4)
     _, idx = index.dense_search(index.encode_query("What did Chairman Mao think of Stalin?"), 3)
     assert index.passages[idx[0][0]].section == "Maoism and Hoxhaism"
 
@@ -135,6 +139,8 @@ def test_manifest_records_checksums(built, corpus):
     assert {"dense.faiss", "passages.jsonl", "works.json", "attributions.json"} <= set(on_disk)
     assert index.extra("attributions") == {"001-000": [{"holder": "historians"}]}
     assert index.extra("nothing") is None
+    assert np.array_equal(index.array("sentence_owner"), np.arange(len(passages)))
+    assert index.array("nothing") is None and "sentence_owner.npy" in on_disk
     assert index.works["stalinism"].title == "Stalinism"
     assert index.by_id["001-000"] is index.passages[0]
 
@@ -227,6 +233,7 @@ def test_rebuild_replaces_index(index_copy, corpus):
     index = SearchIndex.load(index_copy, expected_files={FILE: "f" * 64})
     assert len(index) == 10 and index.manifest["model"]["section_prefix"] is False
     assert index.extra("attributions") is None and not (index_copy / "attributions.json").exists()
+    assert index.array("sentence_owner") is None
     assert not layout.siblings(index_copy, "old") and not layout.siblings(index_copy, "tmp")
 
 
@@ -241,7 +248,9 @@ def test_hnsw_above_threshold(corpus, tmp_path, built):
     assert type(index._dense).__name__ == "IndexHNSWFlat" and index._dense.hnsw.efSearch == 40
     q = index.encode_query("Where does the word Stalinism come from?")
     exact = SearchIndex.load(built)
-    assert index.dense_search(q, 1)[1][0][0] == exact.dense_search(q, 1)[1][0][0]
+    top = index.dense_search(q, 1)[1][0][0]
+    assert top == exact.dense_search(q, 1)[1][0][0]
+    assert np.allclose(index.passage_vector(top), exact.passage_vector(top))
 
 
 def test_invalid_extra_key_rejected(corpus, tmp_path):
@@ -251,3 +260,5 @@ def test_invalid_extra_key_rejected(corpus, tmp_path):
         build_index(*corpus, tmp_path / "x", extra={"../evil": 1})
     with pytest.raises(ValueError, match="invalid extra key"):
         build_index(*corpus, tmp_path / "x", extra={"manifest": 1})
+    with pytest.raises(ValueError, match="numpy array"):
+        build_index(*corpus, tmp_path / "x", arrays={"owners": [1, 2]})
