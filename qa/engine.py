@@ -1,0 +1,259 @@
+"""The question-answering engine: retrieval, ranking, highlights, attribution, viewpoints and abstention."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from corpus.align import to_raw, word_alignment
+from corpus.ingest import CORPUS_DIR, Corpus, load_corpus, read_text
+from corpus.model import Passage, Work
+from index.build import build_index
+from index.encoder import DEFAULT_MODEL, load_encoder
+from index.store import SearchIndex
+from qa import abstain, viewpoints
+from qa.citation import make_citation
+from qa.retrieve import Candidate, Retriever, Weights
+from qa.schema import (
+    AskRequest,
+    AskResponse,
+    Attribution,
+    Filters,
+    Highlight,
+    NoteOut,
+    PassageOut,
+    Source,
+    SpanOut,
+    ViewpointOut,
+)
+
+log = logging.getLogger(__name__)
+POOL = 60  # candidates taken from each retriever before re-ranking
+
+
+class UnknownFilterValue(ValueError):
+    def __init__(self, field: str, value: object):
+        super().__init__(f"unknown value for filter {field!r}: {value!r}")
+        self.field, self.value = field, value
+
+
+def corpus_checksums(corpus_dir: Path) -> dict[str, str]:
+    return load_corpus(corpus_dir).files
+
+
+def sentence_text_spans(p: Passage, raw: str) -> list[tuple[int, int]]:
+    """Offsets in p.text of each of its sentences (p.sentences are raw spans)."""
+    align = word_alignment(p.text, raw[p.start : p.end], p.start)
+    spans = []
+    for a, b in p.sentences:
+        words = [w for w in align if a <= w[2] < b]
+        spans.append((words[0][0], words[-1][1]) if words else (0, 0))
+    return spans
+
+
+def build_default_index(
+    corpus_dir: Path = CORPUS_DIR, index_dir: Path = Path("var/index"), progress: bool = True, model=DEFAULT_MODEL
+) -> Path:
+    """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index."""
+    corpus = load_corpus(corpus_dir)
+    encoder = load_encoder(model)
+    sentences, owners = [], []
+    for pos, p in enumerate(corpus.passages):
+        for a, b in sentence_text_spans(p, corpus.texts[p.file]):
+            sentences.append(p.text[a:b].replace("\u00ad", ""))
+            owners.append(pos)
+    vectors = encoder.encode_passages(sentences, show_progress=progress).astype(np.float16)
+    extra = {
+        "attributions": _attributions(corpus),
+        "sentence_owner": owners,
+        "sentence_texts": sentences,
+        "viewpoints": corpus.viewpoints,
+        "holders": corpus.holders,
+    }
+    return build_index(
+        corpus.passages,
+        list(corpus.works.values()),
+        corpus.files,
+        index_dir,
+        model=model,
+        extra=extra,
+        arrays={"sentence_vectors": vectors},
+        show_progress=progress,
+    )
+
+
+def _attributions(corpus: Corpus) -> dict[str, list[dict]]:
+    """Holders of the views each passage reports, in raw-file coordinates."""
+    from qa.attribution import find_attributions
+
+    passages = corpus.passages
+    contexts = []
+    for i, p in enumerate(passages):
+        prev = passages[i - 1] if i and passages[i - 1].work == p.work and passages[i - 1].section == p.section else None
+        contexts.append(prev.text if prev else "")
+    found = find_attributions([p.text for p in passages], contexts)
+    out = {}
+    for p, items in zip(passages, found, strict=True):
+        align = word_alignment(p.text, corpus.texts[p.file][p.start : p.end], p.start)
+        mapped = []
+        for a in items:
+            span = to_raw(align, a["start"], a["end"])
+            if span:
+                mapped.append({"holder": a["holder"], "cue": a["cue"], "start": span[0], "end": span[1]})
+        out[p.id] = mapped
+    return out
+
+
+def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: Path = Path("var/index")) -> Path:
+    """Copy readable text files into the corpus and rebuild the index. Unreadable files raise ValueError."""
+    for path in paths:
+        try:
+            read_text(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+    for path in paths:
+        (corpus_dir / path.name).write_bytes(path.read_bytes())
+    return build_default_index(corpus_dir, index_dir)
+
+
+class Engine:
+    def __init__(self, index: SearchIndex, weights: Weights | None = None):
+        self.index = index
+        self.weights = weights or Weights()
+        vectors = index.array("sentence_vectors").astype(np.float32)
+        owners = np.asarray(index.extra("sentence_owner"), dtype=np.int64)
+        self.retriever = Retriever(index, vectors, owners, index.extra("sentence_texts"))
+        self.attributions: dict[str, list[dict]] = index.extra("attributions") or {}
+        self.viewpoint_vocab: dict[str, str] = index.extra("viewpoints") or {}
+        self.known_holders: dict[str, str] = index.extra("holders") or {}
+
+    @classmethod
+    def load(cls, index_dir: Path, corpus_dir: Path | None = CORPUS_DIR) -> Engine:
+        expected = corpus_checksums(corpus_dir) if corpus_dir else None
+        index = SearchIndex.load(index_dir, expected_files=expected)
+        engine = cls(index)
+        index.encode_query("warm up")  # load the model now, not on the first question
+        return engine
+
+    # --- catalogue -------------------------------------------------------------------------------------
+    def works(self) -> list[Work]:
+        return list(self.index.works.values())
+
+    def work(self, work_id: str) -> Work | None:
+        return self.index.works.get(work_id)
+
+    def passage(self, passage_id: str, context: int = 1) -> dict | None:
+        p = self.index.by_id.get(passage_id)
+        if p is None:
+            return None
+        pos = self.index.position[passage_id]
+        same = [i for i in range(max(0, pos - context), min(len(self.index), pos + context + 1))]
+        same = [i for i in same if self.index.passages[i].work == p.work]
+        out = {i: self._passage_out(Candidate(i), rank=0, supports=True, highlights=[]) for i in same}
+        return {
+            "passage": out[pos].model_dump(),
+            "before": [out[i].model_dump() for i in same if i < pos],
+            "after": [out[i].model_dump() for i in same if i > pos],
+        }
+
+    def check_filters(self, filters: Filters | None) -> None:
+        if filters is None:
+            return
+        works = self.works()
+        known = {
+            "work": {w.id for w in works},
+            "author": {a for w in works for a in w.authors},
+            "kind": {w.kind for w in works},
+            "viewpoint": {w.viewpoint_label for w in works},
+            "holder": {a["holder"] for items in self.attributions.values() for a in items},
+        }
+        for field, allowed in known.items():
+            for value in getattr(filters, field) or []:
+                if value not in allowed:
+                    raise UnknownFilterValue(field, value)
+
+    # --- asking ----------------------------------------------------------------------------------------
+    def ask(self, req: AskRequest) -> AskResponse:
+        t0 = time.perf_counter()
+        self.check_filters(req.filters)
+        question = " ".join(req.question.split())
+        qvec = self.index.encode_query(question)
+        allowed = self._allowed(req.filters)
+        cands = self.retriever.candidates(question, qvec, POOL, allowed)
+        self.retriever.score(question, qvec, cands, self.weights)
+        cands.sort(key=lambda c: -c.score)
+        decision = abstain.decide(question, cands, self.retriever)
+        ranked = viewpoints.diversify(cands, self, req.top_k) if req.diversify else cands[: req.top_k]
+        passages = [
+            self._passage_out(c, rank=i + 1, supports=decision.answered, highlights=self._highlights(c, qvec, question))
+            for i, c in enumerate(ranked)
+        ]
+        return AskResponse(
+            question=req.question,
+            answered=decision.answered,
+            reason=decision.reason,
+            passages=passages,
+            viewpoints=viewpoints.groups(passages, self),
+            facets=viewpoints.facets(passages),
+            took_ms=round((time.perf_counter() - t0) * 1000, 1),
+        )
+
+    def _allowed(self, f: Filters | None) -> np.ndarray | None:
+        if f is None or not any(v is not None for v in f.model_dump().values()):
+            return None
+        ok = np.ones(len(self.index), dtype=bool)
+        for i, p in enumerate(self.index.passages):
+            w = self.index.works[p.work]
+            holders = {a["holder"] for a in self.attributions.get(p.id, [])}
+            ok[i] = (
+                (not f.work or w.id in f.work)
+                and (not f.author or bool(set(w.authors) & set(f.author)))
+                and (not f.kind or w.kind in f.kind)
+                and (not f.viewpoint or w.viewpoint_label in f.viewpoint)
+                and (not f.holder or bool(holders & set(f.holder)))
+                and (f.year_from is None or (w.year is not None and w.year >= f.year_from))
+                and (f.year_to is None or (w.year is not None and w.year <= f.year_to))
+            )
+        return ok
+
+    def _highlights(self, c: Candidate, qvec: np.ndarray, question: str) -> list[Highlight]:
+        """The passage's sentences that best answer the question, best first (raw-file spans)."""
+        p = self.index.passages[c.pos]
+        sims = self.retriever.sentence_sims(c.pos, qvec)
+        if not len(sims):
+            return [Highlight(start=p.start, end=p.end)]
+        terms = self.retriever.query_terms(question)
+        scores = sims + 0.1 * np.array([self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))])
+        order = np.argsort(-scores)
+        keep = [i for i in order[:2] if scores[i] >= scores[order[0]] - 0.05]
+        return [Highlight(start=p.sentences[i][0], end=p.sentences[i][1]) for i in keep]
+
+    def _passage_out(self, c: Candidate, rank: int, supports: bool, highlights: list[Highlight]) -> PassageOut:
+        p = self.index.passages[c.pos]
+        w = self.index.works[p.work]
+        return PassageOut(
+            id=p.id,
+            rank=rank,
+            score=round(c.score, 4),
+            supports_answer=supports,
+            text=p.text,
+            highlights=highlights,
+            source=Source(
+                file=p.file, start=p.start, end=p.end, work=w.id, title=w.title, author=w.author, year=w.year,
+                section=p.section, kind=w.kind,
+            ),  # fmt: skip
+            also_in=[SpanOut(file=s.file, start=s.start, end=s.end) for s in p.also_in],
+            viewpoint=ViewpointOut(label=w.viewpoint_label, description=w.viewpoint),
+            attributions=self._attributions_of(p, w),
+            notes=[NoteOut(marker=n.marker, text=n.text, start=n.start, end=n.end) for n in p.notes],
+            citation=make_citation(w, p.section, p.start, p.end, p.file),
+        )
+
+    def _attributions_of(self, p: Passage, w: Work) -> list[Attribution]:
+        reported = [Attribution(level="reported", **a) for a in self.attributions.get(p.id, [])]
+        # The work's own voice holds whatever the passage says unattributed.
+        author = [Attribution(holder=a, cue="author", start=p.start, end=p.end, level="author") for a in w.authors]
+        return reported + author

@@ -1,0 +1,115 @@
+"""Hybrid retrieval: dense and lexical candidates, fused, then re-ranked with sentence-level evidence.
+
+No cross-encoder ships its weights inside a PyPI package, so the re-ranker combines signals measured on the
+dev set (see the README's ablation): passage cosine, best-sentence cosine, BM25 and query-term coverage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from index import layout
+from index.store import SearchIndex
+
+QUESTION_WORDS = frozenset(
+    "what which who whom whose when where why how did does do was were is are according said say says "
+    "many much".split()
+)
+
+
+@dataclass
+class Candidate:
+    pos: int  # passage position in the index
+    dense: float = 0.0  # cosine of question and passage
+    lexical: float = 0.0  # BM25, normalized by the best lexical score of this question
+    sentence: float = 0.0  # best cosine of question and one sentence of the passage
+    best_sentence: int = 0  # index of that sentence within the passage
+    coverage: float = 0.0  # IDF-weighted share of the question's terms present in the passage
+    rrf: float = 0.0
+    score: float = 0.0
+
+
+@dataclass
+class Weights:
+    dense: float = 0.35
+    sentence: float = 0.35
+    lexical: float = 0.15
+    coverage: float = 0.15
+    fusion: str = "convex"  # or "rrf"
+    rrf_k: int = 60
+
+
+class Retriever:
+    def __init__(self, index: SearchIndex, sentence_vectors: np.ndarray, sentence_owner: np.ndarray, sentences):
+        self.index = index
+        self.sentence_terms = [frozenset(t) for t in layout.bm25_tokenize(sentences, return_ids=False)]
+        self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
+        self.sentence_owner = sentence_owner  # passage position of each sentence
+        self.sentence_start = np.searchsorted(sentence_owner, np.arange(len(index.passages)))
+        tokens = layout.bm25_tokenize([p.text for p in index.passages], return_ids=False)
+        self.passage_terms = [frozenset(t) for t in tokens]
+        df: dict[str, int] = {}
+        for terms in self.passage_terms:
+            for t in terms:
+                df[t] = df.get(t, 0) + 1
+        self.df = df
+        self.n = len(index.passages)
+
+    def query_terms(self, question: str) -> list[str]:
+        words = [w for w in question.lower().split() if w.strip("?.,!'\"") not in QUESTION_WORDS]
+        return list(dict.fromkeys(layout.bm25_tokenize([" ".join(words)], return_ids=False)[0]))
+
+    def idf(self, term: str) -> float:
+        return math.log(1 + self.n / (1 + self.df.get(term, 0)))
+
+    def candidates(self, question: str, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Candidate]:
+        pool = k if allowed is None else self.n  # filters: score everything, keep what is allowed
+        d_scores, d_pos = self.index.dense_search(qvec, pool)
+        l_scores, l_pos = self.index.lexical_search(question, pool)
+        cands: dict[int, Candidate] = {}
+        for rank, (s, p) in enumerate(zip(d_scores[0], d_pos[0], strict=True)):
+            if p >= 0 and (allowed is None or allowed[p]):
+                c = cands.setdefault(int(p), Candidate(int(p)))
+                c.dense, c.rrf = float(s), c.rrf + 1 / (60 + rank)
+        top_lex = float(l_scores[0]) if len(l_scores) else 1.0
+        for rank, (s, p) in enumerate(zip(l_scores, l_pos, strict=True)):
+            if allowed is None or allowed[p]:
+                c = cands.setdefault(int(p), Candidate(int(p)))
+                c.lexical, c.rrf = float(s) / top_lex, c.rrf + 1 / (60 + rank)
+        return list(cands.values())
+
+    def score(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
+        terms = self.query_terms(question)
+        weights = {t: self.idf(t) for t in terms}
+        total = sum(weights.values()) or 1.0
+        for c in cands:
+            if c.dense == 0.0:  # lexical-only candidate: its cosine was not returned by the search
+                c.dense = float(self._passage_vector_cos(c.pos, qvec))
+            sims = self._sentence_sims(c.pos, qvec)
+            c.best_sentence = int(np.argmax(sims)) if len(sims) else 0
+            c.sentence = float(sims.max()) if len(sims) else c.dense
+            c.coverage = sum(wt for t, wt in weights.items() if t in self.passage_terms[c.pos]) / total
+            if w.fusion == "rrf":
+                c.score = c.rrf
+            else:
+                c.score = w.dense * c.dense + w.sentence * c.sentence + w.lexical * c.lexical + w.coverage * c.coverage
+
+    def sentence_coverage(self, pos: int, i: int, terms: list[str]) -> float:
+        """IDF-weighted share of the question's terms in sentence i of passage `pos`."""
+        have = self.sentence_terms[self.sentence_start[pos] + i]
+        weights = {t: self.idf(t) for t in terms}
+        return sum(w for t, w in weights.items() if t in have) / (sum(weights.values()) or 1.0)
+
+    def sentence_sims(self, pos: int, qvec: np.ndarray) -> np.ndarray:
+        return self._sentence_sims(pos, qvec)
+
+    def _sentence_sims(self, pos: int, qvec: np.ndarray) -> np.ndarray:
+        a = self.sentence_start[pos]
+        b = self.sentence_start[pos + 1] if pos + 1 < self.n else len(self.sentence_owner)
+        return self.sentence_vectors[a:b] @ qvec
+
+    def _passage_vector_cos(self, pos: int, qvec: np.ndarray) -> float:
+        return float(self.index.passage_vector(pos) @ qvec)
