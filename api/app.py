@@ -38,8 +38,8 @@ ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
 class EngineSlot:
     """Holds the engine once it has loaded, or the reason it could not."""
 
-    def __init__(self, index_dir: Path, on_failure: OnFailure | None = None):
-        self.index_dir, self.on_failure = index_dir, on_failure
+    def __init__(self, settings: Settings, on_failure: OnFailure | None = None):
+        self.index_dir, self.corpus_dir, self.on_failure = settings.index_dir, settings.corpus_dir, on_failure
         self.loaded = threading.Event()
         self.engine = None
         self.error: str | None = None
@@ -49,7 +49,7 @@ class EngineSlot:
             from qa.engine import Engine
 
             log.info("loading index and model from %s", self.index_dir)
-            self.engine = Engine.load(self.index_dir)
+            self.engine = Engine.load(self.index_dir, self.corpus_dir)
             log.info("engine ready")
         except Exception as exc:  # IndexLoadError says how to rebuild; anything else is logged whole
             self.error = str(exc) or type(exc).__name__
@@ -87,7 +87,7 @@ def unknown_filter(exc) -> ApiError:
 def create_app(settings: Settings | None = None, on_load_failure: OnFailure | None = None) -> FastAPI:
     """The app; `on_load_failure(reason)` is called (from the loading thread) if the engine cannot load."""
     settings = settings or Settings()
-    slot = EngineSlot(settings.index_dir, on_load_failure)
+    slot = EngineSlot(settings, on_load_failure)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -141,7 +141,7 @@ def ask(question, as_json, top_k, works, viewpoints, no_diversify, full, corpus_
     from qa.engine import Engine, UnknownFilterValue
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
-    engine = Engine.load(s.index_dir)
+    engine = Engine.load(s.index_dir, s.corpus_dir)
     try:
         if req.filters is not None:
             engine.check_filters(req.filters)
@@ -182,6 +182,9 @@ def serve(host, port, workers, corpus_dir, index_dir) -> None:
 
 
 def main() -> None:
+    # Model loading prints progress bars of its own; a person asking a question does not need them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     cli(prog_name="qa")
 
 

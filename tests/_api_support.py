@@ -40,6 +40,16 @@ def built_index() -> Path:
     return root / "index"
 
 
+def small_corpus(root: Path) -> Path:
+    """A copy of the corpus with only its shortest file (and the manifest): quick to index."""
+    small = min((p for p in CORPUS_DIR.glob("*.txt")), key=lambda p: p.stat().st_size)
+    out = root / "corpus"
+    out.mkdir(parents=True)
+    for p in (CORPUS_DIR / "manifest.toml", small):
+        shutil.copy(p, out / p.name)
+    return out
+
+
 @functools.cache
 def raw(file: str) -> str:
     return (CORPUS_DIR / Path(file).name).read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from _api_support import CORPUS_DIR, QUESTION, REPO, built_index, get, running_server
+from _api_support import CORPUS_DIR, QUESTION, REPO, built_index, get, running_server, small_corpus
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -120,12 +120,38 @@ def test_ask_filters_by_work_and_viewpoint():
 
 
 @pytest.mark.slow
-def test_serve_builds_a_missing_index_then_serves(tmp_path):
-    with running_server(tmp_path / "fresh-index") as server:
-        status, body = get(server.url + "/healthz")
-        assert status == 200
-        assert (tmp_path / "fresh-index").is_dir()
+def test_serve_builds_a_missing_index_then_a_changed_corpus_makes_it_stale(tmp_path):
+    corpus, index = small_corpus(tmp_path), tmp_path / "fresh-index"
+    with running_server(index, "--corpus", str(corpus)) as server:
         assert "building it" in server.log.read_text()
+        status, body = get(server.url + "/v1/works")
+        assert status == 200 and json.loads(body)
+    text = next(corpus.glob("*.txt"))
+    text.write_text(text.read_text(encoding="utf-8") + "\nA new closing sentence.\n", encoding="utf-8")
+    line = one_error_line(run("ask", "Who was Stalin?", "--corpus", str(corpus), "--index", str(index)), 1)
+    assert "qa index build" in line
+
+
+@pytest.mark.slow
+def test_index_add_a_document(tmp_path):
+    corpus, index = small_corpus(tmp_path), tmp_path / "index"
+    doc = tmp_path / "note_on_tito.txt"
+    doc.write_text("Josip Broz Tito broke with Stalin in 1948 and led Yugoslavia on its own road.\n", encoding="utf-8")
+    result = run("index", "add", str(doc), "--corpus", str(corpus), "--index", str(index))
+    assert result.exit_code == 0, result.stderr
+    assert (corpus / doc.name).exists()
+    result = run("ask", "When did Tito break with Stalin?", "--json", "--corpus", str(corpus), "--index", str(index))
+    assert result.exit_code == 0, result.stderr
+    assert any(p["source"]["file"].endswith(doc.name) for p in json.loads(result.output)["passages"])
+
+
+def test_index_add_an_unreadable_file_is_one_line(tmp_path):
+    corpus = small_corpus(tmp_path)
+    bad = tmp_path / "binary.txt"
+    bad.write_bytes(b"\x00\xff\xfe" * 100)
+    line = one_error_line(run("index", "add", str(bad), "--corpus", str(corpus), "--index", str(tmp_path / "i")), 1)
+    assert "binary.txt" in line
+    assert not (corpus / bad.name).exists()
 
 
 @pytest.mark.slow
