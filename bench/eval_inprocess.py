@@ -58,8 +58,10 @@ def main() -> int:
         text = {q["id"]: q["question"] for q in questions}
         for r in result["rows"]:
             if (r["answerable"] and (r["rank"] is None or r["rank"] > 1)) or (not r["answerable"] and r["answered"]):
-                print(f"MISS {r['id']} [{r['type']}] rank={r.get('rank')} answered={r.get('answered')} "
-                      f"hl={r.get('highlight')} :: {text[r['id']]}")
+                print(
+                    f"MISS {r['id']} [{r['type']}] rank={r.get('rank')} answered={r.get('answered')} "
+                    f"hl={r.get('highlight')} :: {text[r['id']]}"
+                )
     print(json.dumps(result["summary"], indent=1))
     return 0
 

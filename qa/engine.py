@@ -32,6 +32,8 @@ from qa.schema import (
 
 log = logging.getLogger(__name__)
 POOL = 60  # candidates taken from each retriever before re-ranking
+HIGHLIGHT_COVERAGE_WEIGHT = 0.1  # sentence cosine + this x the sentence's share of the question's terms
+HIGHLIGHT_MARGIN = 0.05
 
 
 class UnknownFilterValue(ValueError):
@@ -92,7 +94,9 @@ def _attributions(corpus: Corpus) -> dict[str, list[dict]]:
     passages = corpus.passages
     contexts = []
     for i, p in enumerate(passages):
-        prev = passages[i - 1] if i and passages[i - 1].work == p.work and passages[i - 1].section == p.section else None
+        prev = (
+            passages[i - 1] if i and passages[i - 1].work == p.work and passages[i - 1].section == p.section else None
+        )
         contexts.append(prev.text if prev else "")
     found = find_attributions([p.text for p in passages], contexts)
     out = {}
@@ -220,16 +224,27 @@ class Engine:
         return ok
 
     def _highlights(self, c: Candidate, qvec: np.ndarray, question: str) -> list[Highlight]:
-        """The passage's sentences that best answer the question, best first (raw-file spans)."""
+        """The passage's sentences that best answer the question, best first (raw-file spans).
+
+        An adjacent sentence that scores almost as well joins the best one: answers often span two.
+        """
         p = self.index.passages[c.pos]
         sims = self.retriever.sentence_sims(c.pos, qvec)
         if not len(sims):
             return [Highlight(start=p.start, end=p.end)]
         terms = self.retriever.query_terms(question)
-        scores = sims + 0.1 * np.array([self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))])
-        order = np.argsort(-scores)
-        keep = [i for i in order[:2] if scores[i] >= scores[order[0]] - 0.05]
-        return [Highlight(start=p.sentences[i][0], end=p.sentences[i][1]) for i in keep]
+        coverage = [self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))]
+        scores = sims + HIGHLIGHT_COVERAGE_WEIGHT * np.array(coverage)
+        order = [int(i) for i in np.argsort(-scores)]
+        best, spans = order[0], [p.sentences[order[0]]]
+        close = [i for i in order[1:] if scores[i] >= scores[best] - HIGHLIGHT_MARGIN]
+        for i in close:
+            if abs(i - best) == 1:
+                a, b = sorted((best, i))
+                spans[0] = (p.sentences[a][0], p.sentences[b][1])
+            else:
+                spans.append(p.sentences[i])
+        return [Highlight(start=a, end=b) for a, b in spans[:3]]
 
     def _passage_out(self, c: Candidate, rank: int, supports: bool, highlights: list[Highlight]) -> PassageOut:
         p = self.index.passages[c.pos]
@@ -242,8 +257,15 @@ class Engine:
             text=p.text,
             highlights=highlights,
             source=Source(
-                file=p.file, start=p.start, end=p.end, work=w.id, title=w.title, author=w.author, year=w.year,
-                section=p.section, kind=w.kind,
+                file=p.file,
+                start=p.start,
+                end=p.end,
+                work=w.id,
+                title=w.title,
+                author=w.author,
+                year=w.year,
+                section=p.section,
+                kind=w.kind,
             ),  # fmt: skip
             also_in=[SpanOut(file=s.file, start=s.start, end=s.end) for s in p.also_in],
             viewpoint=ViewpointOut(label=w.viewpoint_label, description=w.viewpoint),

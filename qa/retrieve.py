@@ -15,8 +15,7 @@ from index import layout
 from index.store import SearchIndex
 
 QUESTION_WORDS = frozenset(
-    "what which who whom whose when where why how did does do was were is are according said say says "
-    "many much".split()
+    "what which who whom whose when where why how did does do was were is are according said say says many much".split()
 )
 
 

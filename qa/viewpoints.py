@@ -21,7 +21,8 @@ def groups(passages: list[PassageOut], engine: Engine) -> list[ViewpointGroup]:
     for p in passages:
         label = p.viewpoint.label
         g = out.setdefault(
-            label, ViewpointGroup(label=label, description=engine.viewpoint_vocab.get(label, ""), holders=[], passages=[])
+            label,
+            ViewpointGroup(label=label, description=engine.viewpoint_vocab.get(label, ""), holders=[], passages=[]),
         )
         g.passages.append(p.id)
         for a in p.attributions:
