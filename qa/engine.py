@@ -276,6 +276,8 @@ class Engine:
 
     def _attributions_of(self, p: Passage, w: Work) -> list[Attribution]:
         reported = [Attribution(level="reported", **a) for a in self.attributions.get(p.id, [])]
-        # The work's own voice holds whatever the passage says unattributed.
-        author = [Attribution(holder=a, cue="author", start=p.start, end=p.end, level="author") for a in w.authors]
+        # The work's own voice holds whatever the passage says unattributed; an encyclopedia's voice is
+        # its article's, so it is named with the article.
+        voices = [f"{w.author}, “{w.title}”"] if "encyclopedia" in w.kind else w.authors
+        author = [Attribution(holder=v, cue="author", start=p.start, end=p.end, level="author") for v in voices]
         return reported + author

@@ -1,4 +1,8 @@
-"""Viewpoints: label each passage, group an answer's passages by position, and cover every side."""
+"""Viewpoints: label each passage's position, group an answer by position, and cover every side.
+
+A passage's position is that of the known holder whose view it reports (the manifest's [holders]), else
+that of its work (the manifest's viewpoint label). Labels only ever come from the manifest.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +15,56 @@ if TYPE_CHECKING:
     from qa.engine import Engine
     from qa.retrieve import Candidate
 
+RELEVANT_SHARE = 0.85  # a side is brought into the top k only by passages scoring this close to the best
+
+
+def _surname(name: str) -> str:
+    return name.split()[-1].lower().rstrip("s") if name.split() else ""
+
+
+def position(engine: Engine, pos: int) -> str:
+    p = engine.index.passages[pos]
+    known = {_surname(h): label for h, label in engine.known_holders.items()}
+    for a in engine.attributions.get(p.id, []):
+        label = known.get(_surname(a["holder"]))
+        if label:
+            return label
+    return engine.index.works[p.work].viewpoint_label
+
 
 def diversify(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
-    return ranked[:k]
+    """Per-position quota: every side with a relevant passage gets at least one of the top k places,
+    taken from the lowest-ranked passage of the side that has the most."""
+    top = ranked[:k]
+    if not top or len(ranked) <= k:
+        return top
+    floor = RELEVANT_SHARE * top[0].score
+    sides = Counter(position(engine, c.pos) for c in top)
+    for c in ranked[k:]:
+        if c.score < floor:
+            break
+        side = position(engine, c.pos)
+        if side in sides:
+            continue
+        crowded = max(
+            sides, key=lambda s: (sides[s], -min(i for i, t in enumerate(top) if position(engine, t.pos) == s))
+        )
+        if sides[crowded] < 2:
+            break
+        drop = max(i for i, t in enumerate(top) if position(engine, t.pos) == crowded)
+        top.pop(drop)
+        top.append(c)
+        sides[crowded] -= 1
+        sides[side] += 1
+    return top
 
 
 def groups(passages: list[PassageOut], engine: Engine) -> list[ViewpointGroup]:
     out: dict[str, ViewpointGroup] = {}
     for p in passages:
-        label = p.viewpoint.label
-        g = out.setdefault(
-            label,
-            ViewpointGroup(label=label, description=engine.viewpoint_vocab.get(label, ""), holders=[], passages=[]),
-        )
+        label = position(engine, engine.index.position[p.id])
+        description = engine.viewpoint_vocab.get(label, "")
+        g = out.setdefault(label, ViewpointGroup(label=label, description=description, holders=[], passages=[]))
         g.passages.append(p.id)
         for a in p.attributions:
             if a.holder not in g.holders:
