@@ -50,3 +50,4 @@ def configure_logging(level: str = "info", fmt: str = "plain") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our access log replaces it
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it tried, line by line

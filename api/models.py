@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from corpus.model import Work
+from qa.schema import PassageOut
 
 
 class WorkOut(BaseModel):
@@ -30,14 +31,14 @@ class WorkOut(BaseModel):
 class PassageContext(BaseModel):
     """A passage with its neighbours in the same work, in reading order."""
 
-    passage: dict
-    before: list[dict] = []
-    after: list[dict] = []
+    passage: PassageOut
+    before: list[PassageOut] = []
+    after: list[PassageOut] = []
     work: WorkOut | None = None
 
     @classmethod
     def of(cls, found: dict, engine) -> PassageContext:
-        p = found["passage"]
-        work_id = p.get("work") or (p.get("source") or {}).get("work")
-        work = engine.work(work_id) if work_id else None
-        return cls(**found, work=WorkOut.of(work) if work else None)
+        out = cls(**found)
+        work = engine.work(out.passage.source.work)
+        out.work = WorkOut.of(work) if work else None
+        return out

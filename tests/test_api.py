@@ -235,3 +235,38 @@ def test_unknown_passage_is_404_and_context_is_bounded(client, answer):
     pid = answer["passages"][0]["id"]
     assert error_of(client.get(f"/v1/passages/{pid}", params={"context": 99}), 422)["field"] == "context"
     assert error_of(client.get(f"/v1/passages/{pid}", params={"context": "x"}), 422)["field"] == "context"
+
+
+ODD_BODIES = [
+    b'{"question": "q", "top_k": NaN}',
+    b'{"question": "q", "top_k": 1e999}',
+    b'{"question": "q", "top_k": 10.5}',
+    b'{"question": "q", "top_k": true}',
+    b'{"question": "q", "diversify": "maybe"}',
+    b'{"question": "q", "filters": null}',
+    b'{"question": "q", "filters": []}',
+    b'{"question": "q", "filters": {"year_from": "last year"}}',
+    b'{"question": "q", "filters": {"year_from": 2000, "year_to": 1900}}',
+    b'{"question": "q", "filters": {"work": [null]}}',
+    b'{"question": "q", "filters": {"work": []}}',
+    b'{"question": {"nested": {"deeper": [1, 2, 3]}}}',
+    b'{"question": "\\u0000\\u0001 control characters"}',
+    b'{"question": "\\ud800 lone surrogate"}',
+    '{"question": "Сталин и коллективизация? 斯大林"}'.encode(),
+    b'{"question": "q", "question": "duplicate key"}',
+    b"\xef\xbb\xbf" + b'{"question": "utf-8 with a byte order mark"}',
+    b"[" * 5000 + b"]" * 5000,
+    b'{"question": "' + b"\\n" * 900 + b'"}',
+    b"null",
+    b"0",
+]
+
+
+@pytest.mark.parametrize("content", ODD_BODIES, ids=range(len(ODD_BODIES)))
+def test_nothing_a_client_sends_is_a_500(client, content):
+    r = client.post("/v1/ask", content=content, headers={"Content-Type": "application/json"})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        error_of(r, r.status_code)
+    else:
+        AskResponse.model_validate(r.json())

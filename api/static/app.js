@@ -292,11 +292,12 @@ async function fillViewpoints() {
 }
 
 // ---- passage in context -------------------------------------------------------------------------
-function contextPara(p, current) {
+function contextPara(p, current, showSection) {
+  const section = p.source.section;
   return el(
     "div",
     { class: current ? "context current" : "context", id: `ctx-${p.id}` },
-    p.section ? el("p", { class: "section" }, `§ ${p.section}`) : null,
+    showSection && section ? el("p", { class: "section" }, `§ ${section}`) : null,
     el("blockquote", { class: "passage-text" }, p.text),
     current ? null : el("p", { class: "links" }, el("a", { href: `#/passage/${encodeURIComponent(p.id)}` }, "Centre on this passage")),
   );
@@ -317,7 +318,11 @@ async function showPassage(id) {
         el("p", { class: "origin" }, el("span", { class: "label" }, "Origin: "), w.origin),
       );
     }
-    parts.push(...(ctx.before || []).map((b) => contextPara(b, false)), contextPara(p, true), ...(ctx.after || []).map((a) => contextPara(a, false)));
+    const run = [...(ctx.before || []), p, ...(ctx.after || [])];
+    run.forEach((q, i) => {
+      const newSection = i === 0 || q.source.section !== run[i - 1].source.section;
+      parts.push(contextPara(q, q.id === p.id, newSection));
+    });
     if (p.citation) parts.push(citeBlock(p));
     parts.push(el("p", { class: "links" }, el("a", { href: "#/", onclick: (e) => { if (history.length > 1) { e.preventDefault(); history.back(); } } }, "Back")));
     box.replaceChildren(...parts);
