@@ -163,3 +163,16 @@ def test_serve_with_two_workers_and_access_log():
         assert get(server.url + "/v1/works")[0] == 200
         time.sleep(0.5)
         assert "cli-77" in server.log.read_text()
+
+
+@pytest.mark.slow
+def test_serve_stops_with_one_line_when_the_index_is_corrupt(tmp_path):
+    broken = tmp_path / "index"
+    shutil.copytree(built_index(), broken)
+    victim = max((p for p in broken.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    cmd = [sys.executable, "-m", "api.cli", "serve", "--port", "0", "--index", str(broken)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "qa index build" in last and "Traceback" not in out.stderr
