@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--index", type=Path, default=ROOT / "var" / "index")
     ap.add_argument("--questions", type=Path, default=EVAL_DIR / "dev.jsonl")
     ap.add_argument("--fusion", choices=["convex", "rrf"], default="convex")
-    ap.add_argument("--weights", help="dense,sentence,lexical,coverage")
+    ap.add_argument("--weights", help="dense,sentence,lexical,coverage,holder")
     ap.add_argument("--no-diversify", action="store_true")
     ap.add_argument("--misses", action="store_true")
     args = ap.parse_args()
@@ -44,7 +44,8 @@ def main() -> int:
     engine.weights.fusion = args.fusion
     if args.weights:
         w = [float(x) for x in args.weights.split(",")]
-        engine.weights.dense, engine.weights.sentence, engine.weights.lexical, engine.weights.coverage = w
+        for name, value in zip(["dense", "sentence", "lexical", "coverage", "holder"], w, strict=False):
+            setattr(engine.weights, name, value)
 
     def ask(url, question, top_k, timeout):
         t0 = time.perf_counter()

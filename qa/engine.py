@@ -129,8 +129,9 @@ class Engine:
         self.weights = weights or Weights()
         vectors = index.array("sentence_vectors").astype(np.float32)
         owners = np.asarray(index.extra("sentence_owner"), dtype=np.int64)
-        self.retriever = Retriever(index, vectors, owners, index.extra("sentence_texts"))
         self.attributions: dict[str, list[dict]] = index.extra("attributions") or {}
+        holders = [[a["holder"] for a in self.attributions.get(p.id, [])] for p in index.passages]
+        self.retriever = Retriever(index, vectors, owners, index.extra("sentence_texts"), holders)
         self.viewpoint_vocab: dict[str, str] = index.extra("viewpoints") or {}
         self.known_holders: dict[str, str] = index.extra("holders") or {}
 

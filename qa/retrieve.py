@@ -27,6 +27,7 @@ class Candidate:
     sentence: float = 0.0  # best cosine of question and one sentence of the passage
     best_sentence: int = 0  # index of that sentence within the passage
     coverage: float = 0.0  # IDF-weighted share of the question's terms present in the passage
+    holder: float = 0.0  # 1 when the question names a holder of a view this passage reports
     rrf: float = 0.0
     score: float = 0.0
 
@@ -37,13 +38,30 @@ class Weights:
     sentence: float = 0.35
     lexical: float = 0.15
     coverage: float = 0.15
+    holder: float = 0.1
     fusion: str = "convex"  # or "rrf"
     rrf_k: int = 60
 
 
 class Retriever:
-    def __init__(self, index: SearchIndex, sentence_vectors: np.ndarray, sentence_owner: np.ndarray, sentences):
+    def __init__(
+        self,
+        index: SearchIndex,
+        sentence_vectors: np.ndarray,
+        sentence_owner: np.ndarray,
+        sentences: list[str],
+        holders: list[list[str]],
+    ):
         self.index = index
+        # Names of whoever's views each passage reports: "What did Bukharin say…" favours Bukharin's.
+        words = [frozenset(w.lower() for h in hs for w in h.split() if len(w) > 2) for hs in holders]
+        counts: dict[str, int] = {}
+        for ws in words:
+            for w in ws:
+                counts[w] = counts.get(w, 0) + 1
+        # Names held by many passages ("Stalin", "Party") say nothing about which one is meant.
+        rare = {w for w, n in counts.items() if n <= max(3, 0.02 * len(words))}
+        self.holder_words = [ws & rare for ws in words]
         self.sentence_terms = [frozenset(t) for t in layout.bm25_tokenize(sentences, return_ids=False)]
         self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
         self.sentence_owner = sentence_owner  # passage position of each sentence
@@ -84,7 +102,9 @@ class Retriever:
         terms = self.query_terms(question)
         weights = {t: self.idf(t) for t in terms}
         total = sum(weights.values()) or 1.0
+        words = {w.strip("?.,!'\"’s").lower() for w in question.split()}
         for c in cands:
+            c.holder = float(bool(words & self.holder_words[c.pos]))
             if c.dense == 0.0:  # lexical-only candidate: its cosine was not returned by the search
                 c.dense = float(self._passage_vector_cos(c.pos, qvec))
             sims = self._sentence_sims(c.pos, qvec)
@@ -94,7 +114,13 @@ class Retriever:
             if w.fusion == "rrf":
                 c.score = c.rrf
             else:
-                c.score = w.dense * c.dense + w.sentence * c.sentence + w.lexical * c.lexical + w.coverage * c.coverage
+                c.score = (
+                    w.dense * c.dense
+                    + w.sentence * c.sentence
+                    + w.lexical * c.lexical
+                    + w.coverage * c.coverage
+                    + w.holder * c.holder
+                )
 
     def sentence_coverage(self, pos: int, i: int, terms: list[str]) -> float:
         """IDF-weighted share of the question's terms in sentence i of passage `pos`."""
