@@ -51,9 +51,11 @@ class EngineSlot:
             log.info("loading index and model from %s", self.index_dir)
             self.engine = Engine.load(self.index_dir, self.corpus_dir)
             log.info("engine ready")
-        except Exception as exc:  # IndexLoadError says how to rebuild; anything else is logged whole
+        except Exception as exc:
+            from index.store import IndexLoadError  # its message says how to rebuild: no trace needed
+
             self.error = str(exc) or type(exc).__name__
-            log.error("engine failed to load: %s", self.error, exc_info=not _expected(exc))
+            log.error("engine failed to load: %s", self.error, exc_info=not isinstance(exc, IndexLoadError))
             if self.on_failure:
                 self.on_failure(self.error)
         finally:
@@ -66,10 +68,6 @@ class EngineSlot:
         if self.engine is None:
             raise ApiError(503, "not_ready", f"the index could not be loaded: {self.error}")
         return self.engine
-
-
-def _expected(exc: Exception) -> bool:
-    return type(exc).__name__ == "IndexLoadError"
 
 
 def get_engine(request: Request):
@@ -125,7 +123,7 @@ def create_app_from_env() -> FastAPI:
 
 
 def _router() -> APIRouter:
-    from qa.engine import UnknownFilterValue
+    from qa.engine import UnknownFilterValue  # here, not at the top: importing the engine imports torch
 
     r = APIRouter(route_class=StrictJSONRoute)
 

@@ -37,8 +37,9 @@ def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename:
         text = f"{exc.strerror or text}: {exc.filename}"
-    expected = {"IndexLoadError", "StaleIndexError", "UnknownFilterValue", "ValueError", "OSError"}
-    if not ({type(exc).__name__} | {c.__name__ for c in type(exc).__mro__}) & expected:
+    from index.store import IndexLoadError
+
+    if not isinstance(exc, IndexLoadError | ValueError | OSError):  # the errors a user can fix
         text = f"unexpected {type(exc).__name__}: {text} (QA_DEBUG=1 shows the trace)"
     return text
 
@@ -48,9 +49,7 @@ def corpus_option(f):
 
 
 def index_option(f):
-    return click.option("--index", "index_dir", type=DIR, help="index directory [default: $QA_INDEX_DIR or var/index]")(
-        f
-    )
+    return click.option("--index", "index_dir", type=DIR, help="index directory [default: $QA_INDEX_DIR, var/index]")(f)
 
 
 def settings_with(**overrides) -> Settings:
