@@ -32,6 +32,7 @@ def main() -> int:
     ap.add_argument("--fusion", choices=["convex", "rrf"], default="convex")
     ap.add_argument("--weights", help="dense,sentence,lexical,coverage,holder")
     ap.add_argument("--no-diversify", action="store_true")
+    ap.add_argument("--diversity", choices=["quota", "mmr"], default="quota")
     ap.add_argument("--misses", action="store_true")
     args = ap.parse_args()
 
@@ -42,6 +43,7 @@ def main() -> int:
     run_eval = load_run_eval()
     engine = Engine.load(args.index)
     engine.weights.fusion = args.fusion
+    engine.diversity = args.diversity
     if args.weights:
         w = [float(x) for x in args.weights.split(",")]
         for name, value in zip(["dense", "sentence", "lexical", "coverage", "holder"], w, strict=False):

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 POOL = 60  # candidates taken from each retriever before re-ranking
 HIGHLIGHT_COVERAGE_WEIGHT = 0.1  # sentence cosine + this x the sentence's share of the question's terms
 HIGHLIGHT_MARGIN = 0.05
+COPY_COSINE = 0.95  # passages this similar are versions of one text
 
 
 class UnknownFilterValue(ValueError):
@@ -127,6 +128,7 @@ class Engine:
     def __init__(self, index: SearchIndex, weights: Weights | None = None):
         self.index = index
         self.weights = weights or Weights()
+        self.diversity = "quota"
         vectors = index.array("sentence_vectors").astype(np.float32)
         owners = np.asarray(index.extra("sentence_owner"), dtype=np.int64)
         self.attributions: dict[str, list[dict]] = index.extra("attributions") or {}
@@ -190,12 +192,15 @@ class Engine:
         cands = self.retriever.candidates(question, qvec, POOL, allowed)
         self.retriever.score(question, qvec, cands, self.weights)
         cands.sort(key=lambda c: -c.score)
+        cands, copies = self._fold_copies(cands)
         decision = abstain.decide(question, cands, self.retriever)
-        ranked = viewpoints.diversify(cands, self, req.top_k) if req.diversify else cands[: req.top_k]
+        ranked = viewpoints.diversify(cands, self, req.top_k, self.diversity) if req.diversify else cands[: req.top_k]
         passages = [
             self._passage_out(c, rank=i + 1, supports=decision.answered, highlights=self._highlights(c, qvec, question))
             for i, c in enumerate(ranked)
         ]
+        for out, c in zip(passages, ranked, strict=True):
+            out.also_in += [SpanOut(**s) for s in copies.get(c.pos, []) if SpanOut(**s) not in out.also_in]
         return AskResponse(
             question=req.question,
             answered=decision.answered,
@@ -205,6 +210,23 @@ class Engine:
             facets=viewpoints.facets(passages),
             took_ms=round((time.perf_counter() - t0) * 1000, 1),
         )
+
+    def _fold_copies(self, ranked: list[Candidate]) -> tuple[list[Candidate], dict[int, list[dict]]]:
+        """One result per text: a passage that is a near-copy of a better-ranked one (two versions of the
+        same article chunked differently) is folded into it and listed in its also_in."""
+        kept: list[Candidate] = []
+        copies: dict[int, list[dict]] = {}
+        vectors: list[np.ndarray] = []
+        for c in ranked[: 4 * POOL]:
+            v = self.index.passage_vector(c.pos)
+            twin = next((k for k, kv in zip(kept, vectors, strict=True) if float(kv @ v) >= COPY_COSINE), None)
+            if twin is None:
+                kept.append(c)
+                vectors.append(v)
+            else:
+                p = self.index.passages[c.pos]
+                copies.setdefault(twin.pos, []).append({"file": p.file, "start": p.start, "end": p.end})
+        return kept, copies
 
     def _allowed(self, f: Filters | None) -> np.ndarray | None:
         if f is None or not any(v is not None for v in f.model_dump().values()):

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from qa.schema import PassageOut, ViewpointGroup
 
 if TYPE_CHECKING:
     from qa.engine import Engine
     from qa.retrieve import Candidate
 
-RELEVANT_SHARE = 0.85  # a side is brought into the top k only by passages scoring this close to the best
+RELEVANT_SHARE = 0.8  # a side is brought into the top k only by passages scoring this close to the best
 
 
 def _surname(name: str) -> str:
@@ -32,9 +34,20 @@ def position(engine: Engine, pos: int) -> str:
     return engine.index.works[p.work].viewpoint_label
 
 
-def diversify(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
-    """Per-position quota: every side with a relevant passage gets at least one of the top k places,
-    taken from the lowest-ranked passage of the side that has the most."""
+def diversify(ranked: list[Candidate], engine: Engine, k: int, mode: str = "quota") -> list[Candidate]:
+    """Reorder the top of the ranking so that every side the corpus holds on the question shows.
+
+    "quota": every side with a relevant passage gets at least one of the top k places.
+    "mmr": maximal marginal relevance, penalising a side already shown and near-identical content.
+    """
+    if mode == "mmr":
+        return _mmr(ranked, engine, k)
+    return _quota(ranked, engine, k)
+
+
+def _quota(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
+    """Each side missing from the top k takes the place of the lowest-ranked passage of the side that
+    has the most, if it has a passage scoring close enough to the best."""
     top = ranked[:k]
     if not top or len(ranked) <= k:
         return top
@@ -46,9 +59,7 @@ def diversify(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate
         side = position(engine, c.pos)
         if side in sides:
             continue
-        crowded = max(
-            sides, key=lambda s: (sides[s], -min(i for i, t in enumerate(top) if position(engine, t.pos) == s))
-        )
+        crowded = max(sides, key=lambda s: sides[s])
         if sides[crowded] < 2:
             break
         drop = max(i for i, t in enumerate(top) if position(engine, t.pos) == crowded)
@@ -57,6 +68,33 @@ def diversify(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate
         sides[crowded] -= 1
         sides[side] += 1
     return top
+
+
+MMR_POOL = 40
+MMR_SIDE_PENALTY = 0.04
+MMR_CONTENT_PENALTY = 0.3
+MMR_KEEP = 3  # the most relevant passages keep their places
+
+
+def _mmr(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
+    pool = ranked[:MMR_POOL]
+    if len(pool) <= MMR_KEEP:
+        return pool[:k]
+    vecs = np.stack([engine.index.passage_vector(c.pos) for c in pool])
+    sides = [position(engine, c.pos) for c in pool]
+    chosen = list(range(MMR_KEEP))
+    rest = list(range(MMR_KEEP, len(pool)))
+    while rest and len(chosen) < k:
+        shown = Counter(sides[i] for i in chosen)
+
+        def gain(i: int) -> float:
+            similar = float(np.max(vecs[chosen] @ vecs[i]))
+            return pool[i].score - MMR_SIDE_PENALTY * shown[sides[i]] - MMR_CONTENT_PENALTY * max(0.0, similar - 0.8)
+
+        best = max(rest, key=gain)
+        chosen.append(best)
+        rest.remove(best)
+    return [pool[i] for i in chosen]
 
 
 def groups(passages: list[PassageOut], engine: Engine) -> list[ViewpointGroup]:
