@@ -87,7 +87,7 @@ def _mmr(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
     while rest and len(chosen) < k:
         shown = Counter(sides[i] for i in chosen)
 
-        def gain(i: int) -> float:
+        def gain(i: int, shown: Counter = shown) -> float:
             similar = float(np.max(vecs[chosen] @ vecs[i]))
             return pool[i].score - MMR_SIDE_PENALTY * shown[sides[i]] - MMR_CONTENT_PENALTY * max(0.0, similar - 0.8)
 
