@@ -1,0 +1,36 @@
+"""Property-based requests from the OpenAPI schema (Schemathesis): nothing a client sends is a 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis", reason="pip install -e '.[test]'")
+from _api_support import built_index  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from api.app import create_app  # noqa: E402
+from api.settings import Settings  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def api_schema():
+    app = create_app(Settings(index_dir=built_index()))
+    with TestClient(app) as c:  # runs the lifespan: the engine loads once, into app.state
+        assert c.post("/v1/ask", json={"question": "warm up"}).status_code == 200
+        yield schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_request_is_a_server_error(case):
+    response = case.call()
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400 and case.path != "/healthz":
+        body = response.json()
+        assert set(body) == {"error"} and body["error"]["message"], body
