@@ -109,7 +109,7 @@ async function copyText(text) {
   return ok;
 }
 
-function citeBlock(passage) {
+function citeBlock(passage, name) {
   const note = el("p", { class: "copy-note", role: "status", "aria-live": "polite" });
   const text = el("p", { class: "citation-text" }, passage.citation.text);
   const button = el(
@@ -117,7 +117,7 @@ function citeBlock(passage) {
     {
       type: "button",
       class: "copy",
-      "data-citation": passage.citation.text,
+      "aria-label": name ? `Copy citation of ${name}` : null,
       onclick: async () => {
         const ok = await copyText(passage.citation.text);
         note.textContent = ok ? "Citation copied." : "Copy failed: select the citation above and copy it.";
@@ -159,13 +159,18 @@ function passageCard(passage) {
       sourceLine(passage),
       vpBadge(passage.viewpoint.label),
     ),
+    passage.supports_answer ? null : el("p", { class: "nearest-note" }, "Nearest passage: it does not answer the question."),
     passageText(passage, true),
     holdersLine(passage),
-    citeBlock(passage),
+    citeBlock(passage, `passage ${passage.rank}`),
     el(
       "p",
       { class: "links" },
-      el("a", { href: `#/passage/${encodeURIComponent(passage.id)}` }, "Read in context"),
+      el(
+        "a",
+        { href: `#/passage/${encodeURIComponent(passage.id)}`, "aria-label": `Read passage ${passage.rank} in context` },
+        "Read in context",
+      ),
     ),
   );
 }
@@ -235,7 +240,7 @@ async function ask(question) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-    $("#status").textContent = `Answered in ${Math.round(resp.took_ms)} ms.`;
+    $("#status").textContent = `Searched in ${Math.round(resp.took_ms)} ms.`;
     renderAnswer(resp);
   } catch (err) {
     $("#status").textContent = "";
@@ -285,7 +290,10 @@ async function fillViewpoints() {
   try {
     const labels = [...new Set((await loadWorks()).map((w) => w.viewpoint_label))].sort();
     const select = $("#viewpoint");
-    for (const label of labels) select.append(el("option", { value: label }, label));
+    for (const label of labels) {
+      vpClass(label); // one colour per viewpoint, the same on every view
+      select.append(el("option", { value: label }, label));
+    }
   } catch (err) {
     // the filter stays at "All viewpoints"
   }
@@ -357,7 +365,7 @@ function route() {
   }
 }
 
-function init() {
+async function init() {
   const form = $("#ask-form");
   const question = $("#question");
   form.addEventListener("submit", (e) => {
@@ -379,7 +387,7 @@ function init() {
     }
   });
   window.addEventListener("hashchange", route);
-  fillViewpoints();
+  await fillViewpoints();
   route();
 }
 
