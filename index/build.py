@@ -19,13 +19,17 @@ import numpy as np
 
 from corpus.model import Passage, Work
 from index import layout
-from index.encoder import DEFAULT_MODEL, Encoder, load_encoder
+from index.encoder import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, Encoder, export_onnx, load_encoder
 
 log = logging.getLogger(__name__)
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 DEFAULT_EF_SEARCH = 128
+IVFPQ_THRESHOLD = 500_000  # from here on, IVF-PQ codes + exact re-ranking instead of HNSW over full vectors
+PQ_M, PQ_NBITS = 48, 8  # 48 one-byte codes a vector (8 dimensions each for 384-d)
+DEFAULT_NPROBE = 32
+DEFAULT_K_FACTOR = 16
 _EXTRA_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LIBRARIES = {"faiss-cpu": "faiss", "bm25s": "bm25s", "sentence-transformers": "sentence_transformers"}
 _LIBRARIES |= {"torch": "torch", "PyStemmer": "Stemmer", "numpy": "numpy"}
@@ -44,12 +48,19 @@ def build_index(
     section_prefix: bool = True,
     ef_search: int = DEFAULT_EF_SEARCH,
     show_progress: bool = True,
+    encoder_backend: str | None = None,
+    dense_type: str | None = None,
 ) -> Path:
     """Build the index for `passages` into `out_dir`, replacing any previous index only on success.
 
     `corpus_files` (file name -> sha256) is recorded so loading can tell when the corpus changed.
     `extra` maps a key to a JSON-serialisable value, stored as `<key>.json` (read with SearchIndex.extra);
     `arrays` maps a key to a numeric numpy array, stored as `<key>.npy` (read with SearchIndex.array).
+    `encoder_backend` ("torch", "onnx", "onnx-int8"; default $QA_ENCODER_BACKEND or DEFAULT_BACKEND) is how
+    queries will be encoded: ONNX backends export the model into the index (manifest "encoder"); if the
+    export fails the index records "torch" and the build goes on.
+    `dense_type` ("flat_ip", "hnsw_flat", "ivfpq_refine") overrides the choice by size (ann_threshold and
+    IVFPQ_THRESHOLD).
     """
     extra, arrays = extra or {}, arrays or {}
     _check_inputs(passages, extra, arrays)
@@ -60,7 +71,9 @@ def build_index(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        dense = _write_dense(tmp, encoder, passages, section_prefix, ann_threshold, ef_search, show_progress)
+        dense = _write_dense(
+            tmp, encoder, passages, section_prefix, ann_threshold, ef_search, show_progress, dense_type
+        )
         manifest = {
             "format_version": layout.FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -73,6 +86,7 @@ def build_index(
             "extra": sorted(extra),
             "arrays": sorted(arrays),
             "libraries": _library_versions(),
+            "encoder": _write_encoder(tmp, encoder, encoder_backend),
         }
         _write_store(tmp, passages, works, extra, arrays)
         _finish(tmp, manifest)
@@ -122,25 +136,95 @@ def _write_dense(
     ann_threshold: int,
     ef_search: int,
     show_progress: bool,
+    dense_type: str | None = None,
 ) -> dict:
     import faiss
 
     texts = [embedding_text(p, section_prefix) for p in passages]
     vecs = encoder.encode_passages(texts, show_progress=show_progress)
-    info = {"file": layout.DENSE_FILE, "metric": "inner_product", "ann_threshold": ann_threshold}
-    if len(passages) >= ann_threshold:
-        index = faiss.IndexHNSWFlat(encoder.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = ef_search
-        hnsw = {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": ef_search}
-        info |= {"type": "hnsw_flat", "hnsw": hnsw}
-    else:
-        # Exact search is fast enough below the threshold and has perfect recall.
-        index = faiss.IndexFlatIP(encoder.dim)
-        info |= {"type": "flat_ip", "hnsw": None}
-    index.add(np.ascontiguousarray(vecs, dtype=np.float32))
+    index, info = make_dense(vecs, ann_threshold, ef_search, dense_type)
     faiss.write_index(index, str(root / layout.DENSE_FILE))
     return info
+
+
+def dense_type_for(n: int, ann_threshold: int = 50_000, ivfpq_threshold: int = IVFPQ_THRESHOLD) -> str:
+    """Exact below ann_threshold; HNSW up to ivfpq_threshold; IVF-PQ with exact re-ranking above."""
+    if n < ann_threshold:
+        return "flat_ip"
+    return "hnsw_flat" if n < ivfpq_threshold else "ivfpq_refine"
+
+
+def ivf_lists(n: int) -> int:
+    """About 2 sqrt(n) inverted lists, a power of two: 1M vectors -> 2048 lists of ~500."""
+    return int(min(65536, max(16, 2 ** round(np.log2(max(2 * np.sqrt(n), 1))))))
+
+
+def make_dense(
+    vecs: np.ndarray,
+    ann_threshold: int = 50_000,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    dense_type: str | None = None,
+    *,
+    nprobe: int = DEFAULT_NPROBE,
+    k_factor: int = DEFAULT_K_FACTOR,
+    train_size: int | None = None,
+    seed: int = 1234,
+):
+    """The FAISS index for normalised float32 `vecs` and its manifest entry ("dense")."""
+    import faiss
+
+    vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+    n, dim = vecs.shape
+    kind = dense_type or dense_type_for(n, ann_threshold)
+    info = {"file": layout.DENSE_FILE, "metric": "inner_product", "ann_threshold": ann_threshold, "type": kind}
+    info |= {"hnsw": None}
+    if kind == "hnsw_flat":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = ef_search
+        info["hnsw"] = {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": ef_search}
+        index.add(vecs)
+    elif kind == "ivfpq_refine":
+        # Compressed codes (PQ_M bytes a vector) find candidates; the exact vectors (a flat index, memory-mapped
+        # when loaded) re-rank k_factor x k of them, so scores and passage_vector stay exact.
+        nlist = ivf_lists(n)
+        m = PQ_M if dim % PQ_M == 0 else next(d for d in range(min(PQ_M, dim), 0, -1) if dim % d == 0)
+        quantizer = faiss.IndexFlatIP(dim)
+        ivfpq = faiss.IndexIVFPQ(quantizer, dim, nlist, m, PQ_NBITS, faiss.METRIC_INNER_PRODUCT)
+        ivfpq.own_fields = True
+        quantizer.this.disown()
+        rng = np.random.default_rng(seed)
+        size = min(n, train_size or max(40 * nlist, 50_000))
+        sample = vecs if size >= n else vecs[np.sort(rng.choice(n, size, replace=False))]
+        ivfpq.train(sample)
+        ivfpq.nprobe = nprobe
+        index = faiss.IndexRefineFlat(ivfpq)
+        index.own_fields = True
+        ivfpq.this.disown()
+        index.k_factor = k_factor
+        index.add(vecs)
+        info["ivfpq"] = {"nlist": nlist, "m": m, "nbits": PQ_NBITS, "nprobe": nprobe, "k_factor": k_factor}
+        info["ivfpq"] |= {"train_size": int(size), "refine": "flat"}
+    elif kind == "flat_ip":
+        # Exact search is fast enough below the threshold and has perfect recall.
+        index = faiss.IndexFlatIP(dim)
+        index.add(vecs)
+    else:
+        raise ValueError(f"unknown dense index type {kind!r}: flat_ip, hnsw_flat or ivfpq_refine")
+    return index, info
+
+
+def _write_encoder(root: Path, encoder: Encoder, backend: str | None) -> dict:
+    backend = backend or os.environ.get("QA_ENCODER_BACKEND") or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown encoder backend {backend!r}: {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return {"backend": "torch"}
+    try:
+        return export_onnx(encoder, root, backend)
+    except Exception as exc:  # no onnxruntime, an exporter that fails: queries are encoded by torch
+        log.warning("queries will be encoded with torch: %s", exc)
+        return {"backend": "torch", "onnx_error": " ".join(str(exc).split())[:300]}
 
 
 def _write_bm25(root: Path, passages: list[Passage]) -> dict:

@@ -2,19 +2,47 @@
 
 The service has no network at run time, so every model must come from an installed package.
 `MODELS` maps a short model name to where its files live; add new packaged models there.
+
+Backends for encoding queries (see BACKENDS): "torch" runs the packaged sentence-transformers model;
+"onnx" and "onnx-int8" run an ONNX export of the same model with onnxruntime (fp32, or int8 weights by
+per-channel dynamic quantization of the MatMuls). The export is made offline from the packaged weights
+at index build time (export_onnx), stored in the index directory and recorded in its manifest; loading
+falls back to torch whenever onnxruntime or the file is unavailable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import logging
 import os
+import shutil
+import tempfile
 import threading
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+DEFAULT_BACKEND = "onnx-int8"
+ONNX_DIR = "encoder"  # inside an index directory
+MIN_EXPORT_COSINE = 0.99  # an export whose embeddings drift further from torch's is not used
+_EXPORT_VERSION = 1  # bump when the export recipe changes, to invalidate cached exports
+PROBE_TEXTS = [
+    "Was Stalin's industrialization a success?",
+    "Who formed the ruling triumvirate after Lenin's death?",
+    "What did the Communist Party of China say about Stalin's mistakes?",
+    "Collectivization of agriculture led to famine in Ukraine and Kazakhstan in 1932 and 1933.",
+    "In his October 1941 cable to ambassador Maisky, what did Stalin accuse Churchill of aiming at?",
+    "The term Stalinism was coined by Lazar Kaganovich.",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,3 +148,182 @@ def load_encoder(name: str = DEFAULT_MODEL) -> Encoder:
         model.eval()
         _cache[name] = Encoder(name, spec, model)
         return _cache[name]
+
+
+# --- ONNX backend --------------------------------------------------------------------------------------
+
+
+class OnnxEncoder(Encoder):
+    """The same model run by onnxruntime: tokenizer.json (Rust tokenizers) + an ONNX graph that ends in
+    mean pooling and L2 normalisation, so its output is the sentence embedding itself."""
+
+    def __init__(self, name: str, spec: ModelSpec, model: bytes | str, tokenizer_json: str, info: dict) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.name, self.spec, self.backend, self.info = name, spec, info.get("backend", "onnx"), info
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _onnx_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer.enable_truncation(int(info.get("max_seq_length", 256)))
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.model = None
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        for i in range(0, len(texts), 32):
+            enc = self.tokenizer.encode_batch(texts[i : i + 32])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+            if "token_type_ids" in self.inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            out.append(self.session.run(None, feed)[0])
+        return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
+
+
+def _onnx_threads() -> int:
+    # One thread per query: the service answers concurrent requests, and 2 cores are shared by all of them.
+    return max(1, int(os.environ.get("QA_ONNX_THREADS", "1")))
+
+
+def _export_graph(encoder: Encoder, path: Path) -> None:
+    import torch
+
+    st = encoder.model
+    bert = st[0].auto_model
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            mean = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2, dim=1)
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    ids = torch.ones(2, 16, dtype=torch.long)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes concern no user
+        torch.onnx.export(
+            Pooled(bert).eval(),
+            (ids, ids, torch.zeros_like(ids)),
+            str(path),
+            dynamo=False,  # the TorchScript exporter needs no onnxscript
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes={n: {0: "batch", 1: "seq"} for n in names} | {"sentence_embedding": {0: "batch"}},
+            opset_version=17,
+        )
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel int8 MatMul weights only: quantizing the embedding Gather too (the default) costs
+    # accuracy (cosine to torch ~0.96) for no speed.
+    root, quiet = logging.getLogger(), _DropMessage("pre-processing before quantization")
+    root.addFilter(quiet)
+    try:
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+    finally:
+        root.removeFilter(quiet)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("QA_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "stalin-qa")
+    return Path(base).expanduser() / "onnx"
+
+
+def _export_key(name: str, spec: ModelSpec, backend: str) -> str:
+    from importlib import metadata
+
+    weights = sorted(p for p in model_dir(spec).rglob("*") if p.is_file())
+    parts = [name, backend, str(_EXPORT_VERSION)]
+    parts += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights]
+    for dist in ("torch", "onnxruntime", "onnx", "transformers"):
+        try:
+            parts.append(f"{dist}={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist}=none")
+    return f"{name}-{backend}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def export_onnx(encoder: Encoder, out_dir: Path, backend: str = DEFAULT_BACKEND) -> dict:
+    """Export `encoder` (a torch Encoder) to ONNX under out_dir/ONNX_DIR and check it against torch.
+
+    Returns the manifest entry: {"backend", "file", "tokenizer", "max_seq_length", "probe_min_cosine"}.
+    Exports are cached (keyed by model files and library versions) so rebuilds only copy them.
+    Raises RuntimeError if the export cannot be made or drifts from torch (cosine < MIN_EXPORT_COSINE).
+    """
+    if backend not in BACKENDS or backend == "torch":
+        raise ValueError(f"not an ONNX backend: {backend!r}")
+    file_name = "model_int8.onnx" if backend == "onnx-int8" else "model.onnx"
+    cached = _cache_root() / _export_key(encoder.name, encoder.spec, backend)
+    if not (cached / "info.json").is_file():
+        started = time.perf_counter()
+        work = Path(tempfile.mkdtemp(prefix="onnx-export-"))
+        try:
+            _export_graph(encoder, work / "model.onnx")
+            if backend == "onnx-int8":
+                _quantize(work / "model.onnx", work / file_name)
+                (work / "model.onnx").unlink()
+            shutil.copy(model_dir(encoder.spec) / "tokenizer.json", work / "tokenizer.json")
+            max_len = int(getattr(encoder.model, "max_seq_length", None) or 256)
+            info = {"backend": backend, "max_seq_length": max_len}
+            tokenizer = (work / "tokenizer.json").read_text(encoding="utf-8")
+            probe = OnnxEncoder(encoder.name, encoder.spec, str(work / file_name), tokenizer, info)
+            cos = (probe.encode_queries(PROBE_TEXTS) * encoder.encode_queries(PROBE_TEXTS)).sum(axis=1)
+            info["probe_min_cosine"] = round(float(cos.min()), 5)
+            if cos.min() < MIN_EXPORT_COSINE:
+                raise RuntimeError(f"ONNX export drifts from torch (cosine {cos.min():.4f} < {MIN_EXPORT_COSINE})")
+            (work / "info.json").write_text(json.dumps(info))
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(cached, ignore_errors=True)
+            try:
+                os.rename(work, cached)
+            except OSError:  # another build cached it first, or the cache is on another file system
+                shutil.copytree(work, cached, dirs_exist_ok=True)
+            log.info("exported %s to ONNX (%s) in %.1fs", encoder.name, backend, time.perf_counter() - started)
+        except Exception as exc:
+            raise RuntimeError(f"ONNX export failed: {exc}") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    info = json.loads((cached / "info.json").read_text())
+    target = Path(out_dir) / ONNX_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for f in (file_name, "tokenizer.json"):
+        shutil.copy(cached / f, target / f)
+    return info | {"file": f"{ONNX_DIR}/{file_name}", "tokenizer": f"{ONNX_DIR}/tokenizer.json"}
+
+
+def load_onnx_encoder(name: str, model: bytes | str, tokenizer_json: str, info: dict) -> OnnxEncoder:
+    """An OnnxEncoder for the packaged model `name` from an index's exported graph (bytes or a path)."""
+    name, spec = resolve(name)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return OnnxEncoder(name, spec, model, tokenizer_json, info)
+
+
+def wanted_backend(recorded: str | None) -> str:
+    """The backend to encode queries with: what the index recorded, unless $QA_ENCODER_BACKEND=torch."""
+    if os.environ.get("QA_ENCODER_BACKEND", "").lower() == "torch" or recorded not in BACKENDS:
+        return "torch"
+    return recorded

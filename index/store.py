@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from corpus.model import Passage, Work
 from index import layout
-from index.encoder import Encoder, load_encoder, resolve
+from index.encoder import Encoder, load_encoder, load_onnx_encoder, resolve, wanted_backend
 
 log = logging.getLogger(__name__)
 
 REBUILD_HINT = "Rebuild it with `qa index build`."
 _MANIFEST_KEYS = ("model", "corpus_files", "passage_count", "dense", "lexical", "extra", "files")
+QUERY_CACHE_SIZE = 1024  # query vectors kept (LRU); $QA_QUERY_CACHE overrides, 0 disables
 
 
 class IndexLoadError(Exception):
@@ -49,6 +52,10 @@ class SearchIndex:
         self._bm25 = None
         self._encoder: Encoder | None = None
         self._encoder_lock = threading.Lock()
+        self._onnx: tuple[bytes, str] | None = None  # the exported query encoder, read with the index
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = int(os.environ.get("QA_QUERY_CACHE", QUERY_CACHE_SIZE))
+        self._query_cache_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.passages)
@@ -92,6 +99,7 @@ class SearchIndex:
             # Opened now (mapped, not copied), so a later rebuild's directory swap cannot mix old and new data.
             index._arrays[key] = np.load(path / f"{key}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
         index._dense = _read_faiss(path / manifest["dense"]["file"], manifest, mmap)
+        index._onnx = _read_onnx(path, manifest)
         index._bm25 = _read_bm25(path / manifest["lexical"]["dir"], mmap)
         index._check_sizes()
         return index
@@ -123,20 +131,49 @@ class SearchIndex:
 
     @property
     def encoder(self) -> Encoder:
-        """The query encoder, loaded on first use (loading the model takes seconds)."""
+        """The query encoder, loaded on first use (loading the model takes seconds).
+
+        The ONNX export the index carries (manifest "encoder") if onnxruntime can run it, else torch.
+        """
         with self._encoder_lock:
             if self._encoder is None:
                 name, _ = resolve(self.manifest["model"]["name"])
-                encoder = load_encoder(name)
+                encoder = self._load_onnx(name) if self._onnx else None
+                encoder = encoder or load_encoder(name)
                 if encoder.dim != self.dim:
                     problem = f"model {name} has dimension {encoder.dim}, index {self.dim}"
                     raise IndexLoadError(problem, self.path)
-                self._encoder = encoder
+                self._encoder, self._onnx = encoder, None
             return self._encoder
 
+    @property
+    def encoder_backend(self) -> str:
+        return getattr(self.encoder, "backend", "torch")
+
+    def _load_onnx(self, name: str) -> Encoder | None:
+        model, tokenizer = self._onnx
+        try:
+            return load_onnx_encoder(name, model, tokenizer, self.manifest["encoder"])
+        except Exception as exc:  # onnxruntime missing or unable to run the graph: torch still can
+            log.warning("cannot use the index's ONNX encoder (%s); encoding queries with torch", exc)
+            return None
+
     def encode_query(self, question: str) -> np.ndarray:
-        """One normalised float32 query vector, shape (dim,)."""
-        return self.encoder.encode_queries([question])[0]
+        """One normalised float32 query vector, shape (dim,), read-only (recent questions are cached)."""
+        if self._query_cache_size <= 0:
+            return self.encoder.encode_queries([question])[0]
+        with self._query_cache_lock:
+            vec = self._query_cache.get(question)
+            if vec is not None:
+                self._query_cache.move_to_end(question)
+                return vec
+        vec = self.encoder.encode_queries([question])[0]
+        vec.setflags(write=False)
+        with self._query_cache_lock:
+            self._query_cache[question] = vec
+            while len(self._query_cache) > self._query_cache_size:
+                self._query_cache.popitem(last=False)
+        return vec
 
     def dense_search(self, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product (cosine) search. Returns (scores, positions), each shape (n_queries, k').
@@ -234,7 +271,23 @@ def _read_faiss(file: Path, manifest: dict, mmap: bool):
     hnsw = manifest["dense"].get("hnsw")
     if hnsw and hasattr(dense, "hnsw"):
         dense.hnsw.efSearch = hnsw["ef_search"]
+    ivfpq = manifest["dense"].get("ivfpq")
+    if ivfpq and hasattr(dense, "k_factor"):
+        dense.k_factor = ivfpq["k_factor"]
+        faiss.extract_index_ivf(dense).nprobe = ivfpq["nprobe"]
     return dense
+
+
+def _read_onnx(path: Path, manifest: dict) -> tuple[bytes, str] | None:
+    """The index's exported query encoder (bytes, so a later directory swap cannot mix indexes), if used."""
+    info = manifest.get("encoder") or {}
+    if wanted_backend(info.get("backend")) == "torch" or not info.get("file"):
+        return None
+    try:
+        return (path / info["file"]).read_bytes(), (path / info["tokenizer"]).read_text(encoding="utf-8")
+    except (OSError, KeyError, UnicodeDecodeError) as exc:
+        log.warning("cannot read the index's ONNX encoder (%s); queries will be encoded with torch", exc)
+        return None
 
 
 def _read_bm25(directory: Path, mmap: bool):
