@@ -49,6 +49,7 @@ NOTE_REF = re.compile(r"<sup>\s*(\d{1,3})\s*</sup>|\[(\d{1,3})\]")
 WIKI_HEADING = re.compile(r"(?m)(?:^|(?<=\]) |(?<=[.!?”\"]) )[ \t]*(?P<h>[^\n\[\]]{1,120}?)[ \t]*\[ ?edit ?\][ \t]*")
 HEADING_MARK = "\ue000"  # starts a heading line in cleaned text; never part of a passage
 
+NOTE_SUP = re.compile(r"<sup>\s*\d{1,3}\s*</sup>")  # a footnote reference: marker and number both go
 HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
 MD_EMPHASIS = re.compile(r"(?<![\w*])\*{1,3}(?=[^\s*])|(?<=[^\s*])\*{1,3}(?![\w*])")
 MD_LINK = re.compile(r"!?\[([^\[\]\n]{1,200})\]\([^()\s]{1,500}\)")
@@ -99,6 +100,7 @@ def clean_text(raw: str, drop: list[str] | None = None, start: MappedText | None
     mt = mt.sub(WIKI_HEADING, lambda m: f"\n{HEADING_MARK}{m['h']}\n")
     for rule in (BRACKET_NOTE_LINE, WIKI_HATNOTE_LINE, WIKI_HATNOTE_LABEL):
         mt = mt.sub(rule, "")
+    mt = mt.sub(NOTE_SUP, _delete_between_words)
     mt = mt.sub(HTML_TAG, _delete_between_words)
     mt = mt.sub(MD_LINK, r"\1")
     mt = mt.sub(SPACES, " ")

@@ -115,6 +115,19 @@ def _file_works(name: str, entry: dict | None) -> list[Work]:
     return [Work(file=name, **w) for w in (entry or {}).get("works", [])]
 
 
+def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
+    """sha256 of each file load_corpus would ingest: enough to tell whether an index is stale."""
+    out = {}
+    for path in sorted(root.iterdir()):
+        if path.is_file() and path.suffix.lower() in FORMATS:
+            try:
+                read_text(path)
+            except (OSError, ValueError):
+                continue
+            out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
 def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) -> Corpus:
     """Ingest every supported file in `root` (and `extra_files`) into works and passages."""
     manifest = load_manifest(root)

@@ -13,7 +13,7 @@ from corpus.clean import SOFT_HYPHEN
 from corpus.model import Note, Passage, Span
 from corpus.structure import Sentence
 
-MIN_WORDS, TARGET_WORDS, MAX_WORDS = 40, 80, 120
+MIN_WORDS, TARGET_WORDS, MAX_WORDS = 45, 90, 130
 DUP_MIN_WORDS = 6  # shorter sentences ("No one.") are too common to call copies
 DUP_RATIO = 85  # rapidfuzz ratio of normalized sentences
 VERSION_SHARE = 0.15  # share of a work's sentences found in an earlier work that makes it a version of it

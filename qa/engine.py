@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from corpus.align import to_raw, word_alignment
-from corpus.ingest import CORPUS_DIR, Corpus, load_corpus, read_text
+from corpus.ingest import CORPUS_DIR, Corpus, corpus_files, load_corpus, read_text
 from corpus.model import Passage, Work
 from index.build import build_index
 from index.encoder import DEFAULT_MODEL, load_encoder
-from index.store import SearchIndex
+from index.store import IndexLoadError, SearchIndex
 from qa import abstain, viewpoints
 from qa.citation import make_citation
 from qa.retrieve import Candidate, Retriever, Weights
@@ -34,17 +34,19 @@ log = logging.getLogger(__name__)
 POOL = 60  # candidates taken from each retriever before re-ranking
 HIGHLIGHT_COVERAGE_WEIGHT = 0.1  # sentence cosine + this x the sentence's share of the question's terms
 HIGHLIGHT_MARGIN = 0.05
-COPY_COSINE = 0.95  # passages this similar are versions of one text
+COPY_COSINE = 0.95
+REQUIRED_EXTRAS = (
+    "sentence_owner",
+    "sentence_texts",
+    "sentence_spans",
+    "attributions",
+)  # passages this similar are versions of one text
 
 
 class UnknownFilterValue(ValueError):
     def __init__(self, field: str, value: object):
         super().__init__(f"unknown value for filter {field!r}: {value!r}")
         self.field, self.value = field, value
-
-
-def corpus_checksums(corpus_dir: Path) -> dict[str, str]:
-    return load_corpus(corpus_dir).files
 
 
 def sentence_text_spans(p: Passage, raw: str) -> list[tuple[int, int]]:
@@ -63,16 +65,18 @@ def build_default_index(
     """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index."""
     corpus = load_corpus(corpus_dir)
     encoder = load_encoder(model)
-    sentences, owners = [], []
+    sentences, owners, spans = [], [], []
     for pos, p in enumerate(corpus.passages):
         for a, b in sentence_text_spans(p, corpus.texts[p.file]):
             sentences.append(p.text[a:b].replace("\u00ad", ""))
             owners.append(pos)
+            spans.append([a, b])
     vectors = encoder.encode_passages(sentences, show_progress=progress).astype(np.float16)
     extra = {
         "attributions": _attributions(corpus),
         "sentence_owner": owners,
         "sentence_texts": sentences,
+        "sentence_spans": spans,
         "viewpoints": corpus.viewpoints,
         "holders": corpus.holders,
     }
@@ -126,11 +130,17 @@ def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: P
 
 class Engine:
     def __init__(self, index: SearchIndex, weights: Weights | None = None):
+        missing = [k for k in REQUIRED_EXTRAS if index.extra(k) is None] + (
+            ["sentence_vectors"] if index.array("sentence_vectors") is None else []
+        )
+        if missing:
+            raise IndexLoadError(f"the index lacks {', '.join(missing)} (built by an older version)", index.path)
         self.index = index
         self.weights = weights or Weights()
         self.diversity = "quota"
         vectors = index.array("sentence_vectors").astype(np.float32)
         owners = np.asarray(index.extra("sentence_owner"), dtype=np.int64)
+        self.sentence_spans: list[list[int]] = index.extra("sentence_spans")
         self.attributions: dict[str, list[dict]] = index.extra("attributions") or {}
         holders = [[a["holder"] for a in self.attributions.get(p.id, [])] for p in index.passages]
         self.retriever = Retriever(index, vectors, owners, index.extra("sentence_texts"), holders)
@@ -139,7 +149,7 @@ class Engine:
 
     @classmethod
     def load(cls, index_dir: Path, corpus_dir: Path | None = CORPUS_DIR) -> Engine:
-        expected = corpus_checksums(corpus_dir) if corpus_dir else None
+        expected = corpus_files(corpus_dir) if corpus_dir else None
         index = SearchIndex.load(index_dir, expected_files=expected)
         engine = cls(index)
         index.encode_query("warm up")  # load the model now, not on the first question
@@ -254,20 +264,27 @@ class Engine:
         p = self.index.passages[c.pos]
         sims = self.retriever.sentence_sims(c.pos, qvec)
         if not len(sims):
-            return [Highlight(start=p.start, end=p.end)]
+            return [Highlight(start=p.start, end=p.end, text=p.text)]
         terms = self.retriever.query_terms(question)
         coverage = [self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))]
         scores = sims + HIGHLIGHT_COVERAGE_WEIGHT * np.array(coverage)
         order = [int(i) for i in np.argsort(-scores)]
-        best, spans = order[0], [p.sentences[order[0]]]
-        close = [i for i in order[1:] if scores[i] >= scores[best] - HIGHLIGHT_MARGIN]
-        for i in close:
+        best = order[0]
+        groups = [[best]]  # sentence indices of each highlight
+        for i in order[1:]:
+            if scores[i] < scores[best] - HIGHLIGHT_MARGIN:
+                break
             if abs(i - best) == 1:
-                a, b = sorted((best, i))
-                spans[0] = (p.sentences[a][0], p.sentences[b][1])
+                groups[0] = sorted(groups[0] + [i])
             else:
-                spans.append(p.sentences[i])
-        return [Highlight(start=a, end=b) for a, b in spans[:3]]
+                groups.append([i])
+        first = self.retriever.sentence_start[c.pos]
+        out = []
+        for g in groups[:3]:
+            (a, _), (_, b) = p.sentences[g[0]], p.sentences[g[-1]]
+            ta, tb = self.sentence_spans[first + g[0]][0], self.sentence_spans[first + g[-1]][1]
+            out.append(Highlight(start=a, end=b, text=p.text[ta:tb]))
+        return out
 
     def _passage_out(self, c: Candidate, rank: int, supports: bool, highlights: list[Highlight]) -> PassageOut:
         p = self.index.passages[c.pos]

@@ -40,8 +40,9 @@ class AskRequest(BaseModel):
 
 
 class Highlight(BaseModel):
-    start: int
+    start: int = Field(..., description="raw-file offset where the highlighted sentence(s) begin")
     end: int
+    text: str = Field("", description="the highlighted sentence(s) exactly as they appear in the passage text")
 
 
 class SpanOut(BaseModel):
