@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz
 
-from index import layout
 from qa.retrieve import Candidate, Retriever
 
 MIN_SENTENCE_COS = 0.35
@@ -34,15 +33,29 @@ class Decision:
     reason: str
 
 
-def focus_terms(question: str) -> list[str]:
+def focus_word(question: str) -> str | None:
     m = FOCUS.search(question.lower())
-    return layout.bm25_tokenize([m.group(1).split()[-1]], return_ids=False)[0] if m else []
+    return m.group(1).split()[-1] if m else None
 
 
-def unknown_terms(terms: list[str], retriever: Retriever) -> list[str]:
-    """Terms the collection never uses, allowing for typos ("divisons")."""
-    vocab = retriever.df
-    return [t for t in terms if t not in vocab and not any(fuzz.ratio(t, v) >= 80 for v in vocab if v[:1] == t[:1])]
+def inflections(word: str) -> set[str]:
+    forms = {word, word + "s", word + "es"}
+    if word.endswith("ies"):
+        forms.add(word[:-3] + "y")
+    if word.endswith("es"):
+        forms.add(word[:-2])
+    if word.endswith("s"):
+        forms.add(word[:-1])
+    return forms
+
+
+def is_unknown(word: str, retriever: Retriever) -> bool:
+    """The collection never uses the word in any form (stems are too loose: "illness" -> "ill"),
+    allowing for typos ("divisons")."""
+    vocab = retriever.words
+    if inflections(word) & vocab:
+        return False
+    return not any(fuzz.ratio(word, v) >= 85 for v in vocab if v[:1] == word[:1])
 
 
 def decide(question: str, ranked: list[Candidate], retriever: Retriever) -> Decision:
@@ -56,8 +69,9 @@ def decide(question: str, ranked: list[Candidate], retriever: Retriever) -> Deci
     coverage = sum(w for t, w in weights.items() if t in covered) / (sum(weights.values()) or 1.0)
     if best_sentence < MIN_SENTENCE_COS:
         return Decision(False, "the collection holds nothing close to this question")
-    if unknown := unknown_terms(focus_terms(question), retriever):
-        return Decision(False, f"the collection never mentions {', '.join(unknown)}")
+    focus = focus_word(question)
+    if focus and is_unknown(focus, retriever):
+        return Decision(False, f"the collection never mentions “{focus}”")
     if coverage < MIN_COVERAGE:
         return Decision(False, "the closest passages do not contain the question's key terms")
     return Decision(True, "supported by the passages below")

@@ -7,6 +7,7 @@ dev set (see the README's ablation): passage cosine, best-sentence cosine, BM25 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from index import layout
 from index.store import SearchIndex
 
+WORD = re.compile(r"\w+")
 QUESTION_WORDS = frozenset(
     "what which who whom whose when where why how did does do was were is are according said say says many much".split()
 )
@@ -63,6 +65,7 @@ class Retriever:
         rare = {w for w, n in counts.items() if n <= max(3, 0.02 * len(words))}
         self.holder_words = [ws & rare for ws in words]
         self.sentence_terms = [frozenset(t) for t in layout.bm25_tokenize(sentences, return_ids=False)]
+        self.words = frozenset(w.lower() for s in sentences for w in WORD.findall(s))  # unstemmed vocabulary
         self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
         self.sentence_owner = sentence_owner  # passage position of each sentence
         self.sentence_start = np.searchsorted(sentence_owner, np.arange(len(index.passages)))
