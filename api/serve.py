@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -18,12 +19,26 @@ def has_index(index_dir) -> bool:
     return index_dir.is_dir() and any(index_dir.iterdir())
 
 
+def why_build(s: Settings) -> str | None:
+    """Build when there is no index or the corpus changed since it was built. A damaged index is not
+    rebuilt behind the user's back: loading refuses it with a message saying how to rebuild."""
+    if not has_index(s.index_dir):
+        return f"no index at {s.index_dir}"
+    try:
+        built_from = json.loads((s.index_dir / "manifest.json").read_text(encoding="utf-8"))["corpus_files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from corpus.ingest import corpus_files
+
+    return "the corpus changed since the index was built" if built_from != corpus_files(s.corpus_dir) else None
+
+
 def run(s: Settings) -> None:
     configure_logging(s.log_level, s.log_format)
-    if not has_index(s.index_dir):
+    if reason := why_build(s):
         from qa.engine import build_default_index
 
-        click.echo(f"no index at {s.index_dir}: building it from {s.corpus_dir}", err=True)
+        click.echo(f"{reason}: building it from {s.corpus_dir}", err=True)
         build_default_index(s.corpus_dir, s.index_dir, progress=True)
     options = dict(host=s.host, port=s.port, log_config=None, access_log=False, log_level=s.log_level)
     if s.workers > 1:
