@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus.align import to_raw, word_alignment
-from corpus.ingest import CORPUS_DIR, Corpus, corpus_files, load_corpus, read_text
+from corpus.ingest import CORPUS_DIR, FORMATS, Corpus, corpus_files, load_corpus, read_text
 from corpus.model import Passage, Work
 from index.build import build_index
 from index.encoder import DEFAULT_MODEL, load_encoder
@@ -34,13 +34,8 @@ log = logging.getLogger(__name__)
 POOL = 60  # candidates taken from each retriever before re-ranking
 HIGHLIGHT_COVERAGE_WEIGHT = 0.1  # sentence cosine + this x the sentence's share of the question's terms
 HIGHLIGHT_MARGIN = 0.05
-COPY_COSINE = 0.95
-REQUIRED_EXTRAS = (
-    "sentence_owner",
-    "sentence_texts",
-    "sentence_spans",
-    "attributions",
-)  # passages this similar are versions of one text
+COPY_COSINE = 0.95  # passages this similar are versions of one text
+REQUIRED_EXTRAS = ("sentence_owner", "sentence_texts", "sentence_spans", "attributions")
 
 
 class UnknownFilterValue(ValueError):
@@ -97,12 +92,11 @@ def _attributions(corpus: Corpus) -> dict[str, list[dict]]:
     from qa.attribution import find_attributions
 
     passages = corpus.passages
-    contexts = []
-    for i, p in enumerate(passages):
-        prev = (
-            passages[i - 1] if i and passages[i - 1].work == p.work and passages[i - 1].section == p.section else None
-        )
-        contexts.append(prev.text if prev else "")
+    # "he argues" refers back to a holder named earlier in the same section: pass that text along.
+    contexts = [
+        prev.text if i and (prev := passages[i - 1]).work == p.work and prev.section == p.section else ""
+        for i, p in enumerate(passages)
+    ]
     found = find_attributions([p.text for p in passages], contexts)
     out = {}
     for p, items in zip(passages, found, strict=True):
@@ -117,12 +111,21 @@ def _attributions(corpus: Corpus) -> dict[str, list[dict]]:
 
 
 def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: Path = Path("var/index")) -> Path:
-    """Copy readable text files into the corpus and rebuild the index. Unreadable files raise ValueError."""
+    """Copy text files into the corpus and rebuild the index.
+
+    Every file is checked before any is copied: one that is not a readable text, Markdown or HTML file, or
+    that would replace a different file of the same name, raises ValueError and nothing changes.
+    """
     for path in paths:
+        if path.suffix.lower() not in FORMATS:
+            raise ValueError(f"{path}: unsupported format {path.suffix or '(none)'} (use {', '.join(sorted(FORMATS))})")
         try:
             read_text(path)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from exc
+        existing = corpus_dir / path.name
+        if existing.exists() and existing.read_bytes() != path.read_bytes():
+            raise ValueError(f"{path}: the corpus already has a different file named {path.name}")
     for path in paths:
         (corpus_dir / path.name).write_bytes(path.read_bytes())
     return build_default_index(corpus_dir, index_dir)
