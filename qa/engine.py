@@ -145,10 +145,20 @@ class Engine:
         owners = np.asarray(index.extra("sentence_owner"), dtype=np.int64)
         self.sentence_spans: list[list[int]] = index.extra("sentence_spans")
         self.attributions: dict[str, list[dict]] = index.extra("attributions") or {}
-        holders = [[a["holder"] for a in self.attributions.get(p.id, [])] for p in index.passages]
-        self.retriever = Retriever(index, vectors, owners, index.extra("sentence_texts"), holders)
+        reported = [[a["holder"] for a in self.attributions.get(p.id, [])] for p in index.passages]
+        self.retriever = Retriever(index, vectors, owners, index.extra("sentence_texts"), reported)
+        voices = [self._voices(index.works[p.work]) for p in index.passages]
+        self.holders = [set(r) | set(v) for r, v in zip(reported, voices, strict=True)]
         self.viewpoint_vocab: dict[str, str] = index.extra("viewpoints") or {}
         self.known_holders: dict[str, str] = index.extra("holders") or {}
+        works = self.works()
+        self.filter_values = {
+            "work": {w.id for w in works},
+            "author": {a for w in works for a in w.authors},
+            "kind": {w.kind for w in works},
+            "viewpoint": {w.viewpoint_label for w in works},
+            "holder": set().union(*self.holders),
+        }
 
     @classmethod
     def load(cls, index_dir: Path, corpus_dir: Path | None = CORPUS_DIR) -> Engine:
@@ -182,15 +192,7 @@ class Engine:
     def check_filters(self, filters: Filters | None) -> None:
         if filters is None:
             return
-        works = self.works()
-        known = {
-            "work": {w.id for w in works},
-            "author": {a for w in works for a in w.authors},
-            "kind": {w.kind for w in works},
-            "viewpoint": {w.viewpoint_label for w in works},
-            "holder": {a["holder"] for items in self.attributions.values() for a in items},
-        }
-        for field, allowed in known.items():
+        for field, allowed in self.filter_values.items():
             for value in getattr(filters, field) or []:
                 if value not in allowed:
                     raise UnknownFilterValue(field, value)
@@ -247,13 +249,12 @@ class Engine:
         ok = np.ones(len(self.index), dtype=bool)
         for i, p in enumerate(self.index.passages):
             w = self.index.works[p.work]
-            holders = {a["holder"] for a in self.attributions.get(p.id, [])}
             ok[i] = (
                 (not f.work or w.id in f.work)
                 and (not f.author or bool(set(w.authors) & set(f.author)))
                 and (not f.kind or w.kind in f.kind)
                 and (not f.viewpoint or w.viewpoint_label in f.viewpoint)
-                and (not f.holder or bool(holders & set(f.holder)))
+                and (not f.holder or bool(self.holders[i] & set(f.holder)))
                 and (f.year_from is None or (w.year is not None and w.year >= f.year_from))
                 and (f.year_to is None or (w.year is not None and w.year <= f.year_to))
             )
@@ -319,8 +320,11 @@ class Engine:
 
     def _attributions_of(self, p: Passage, w: Work) -> list[Attribution]:
         reported = [Attribution(level="reported", **a) for a in self.attributions.get(p.id, [])]
-        # The work's own voice holds whatever the passage says unattributed; an encyclopedia's voice is
-        # its article's, so it is named with the article.
-        voices = [f"{w.author}, “{w.title}”"] if "encyclopedia" in w.kind else w.authors
-        author = [Attribution(holder=v, cue="author", start=p.start, end=p.end, level="author") for v in voices]
-        return reported + author
+        own = [Attribution(holder=v, cue="author", start=p.start, end=p.end, level="author") for v in self._voices(w)]
+        return reported + own
+
+    @staticmethod
+    def _voices(w: Work) -> list[str]:
+        """The work's own voice holds whatever a passage says unattributed; an encyclopedia's voice is its
+        article's, so it is named with the article."""
+        return [f"{w.author}, “{w.title}”"] if "encyclopedia" in w.kind else w.authors
