@@ -76,6 +76,9 @@ def run_wrk(port: int, connections: int, duration: int, bodies: Path, threads: i
     if out.returncode != 0 or not m:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")
     r = json.loads(m.group(1))
+    # done() runs in its own Lua state and cannot see the threads' status counts: wrk prints them.
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
+    r["non_2xx"] = int(bad.group(1)) if bad else 0
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"] + r["non_2xx"]
     return r

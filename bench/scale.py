@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 K = 10
-IVF_SWEEP = [(8, 8), (16, 8), (16, 16), (32, 16), (64, 16), (64, 32)]  # (nprobe, k_factor)
+IVF_SWEEP = [(8, 8), (16, 8), (16, 16), (32, 16), (64, 16), (64, 32), (128, 16), (128, 32)]  # (nprobe, k_factor)
 HNSW_SWEEP = [64, 128, 256]  # efSearch
 
 

@@ -1,0 +1,300 @@
+"""Robustness: builds killed midway, damaged index files, and asking while the index is rebuilt and swapped.
+
+Everything runs on small corpora (one or two files of the bundled corpus) so each build takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from _api_support import CORPUS_DIR, REPO, free_port, get, running_server
+
+from index import layout
+
+pytestmark = pytest.mark.slow
+
+SHORTEST = sorted(CORPUS_DIR.glob("*.txt"), key=lambda p: p.stat().st_size)
+QUESTION = "What is Stalinism?"
+
+
+def corpus_of(root: Path, *files: Path) -> Path:
+    out = root
+    out.mkdir(parents=True, exist_ok=True)
+    for p in (CORPUS_DIR / "manifest.toml", *files):
+        shutil.copy(p, out / p.name)
+    return out
+
+
+def qa(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "api.cli", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def build(corpus: Path, index: Path) -> None:
+    out = qa("index", "build", "--corpus", str(corpus), "--index", str(index))
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def ask_in_process(index: Path, corpus: Path | None) -> dict:
+    from qa.engine import Engine
+    from qa.schema import AskRequest
+
+    engine = Engine.load(index, corpus)
+    return json.loads(engine.ask(AskRequest(question=QUESTION, top_k=5)).model_dump_json())
+
+
+def files_of(index: Path) -> dict[str, str]:
+    return {p.relative_to(index).as_posix(): layout.sha256_file(p) for p in sorted(index.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, Path]:
+    """(corpus with the shortest file, index built from it by `qa index build`)."""
+    root = tmp_path_factory.mktemp("small")
+    corpus = corpus_of(root / "corpus", SHORTEST[0])
+    build(corpus, root / "index")
+    return corpus, root / "index"
+
+
+def kill_when(cmd: list[str], ready, timeout: float = 600) -> int:
+    """Run `qa CMD`, SIGKILL it as soon as ready() is true; returns the pid it had."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *cmd],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + timeout
+    try:
+        while not ready(proc.pid):
+            assert proc.poll() is None, f"qa {' '.join(cmd)} finished before it could be killed"
+            assert time.time() < deadline, "the build never reached the point to kill it at"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.pid
+
+
+def tmp_dir(index: Path, pid: int) -> Path:
+    return layout.sibling(index, "tmp", pid)
+
+
+# --- (a) crash safety -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", ["dense index written"])
+def test_build_killed_midway_keeps_previous_index(small, tmp_path, moment):
+    corpus, built = small
+    index = Path(shutil.copytree(built, tmp_path / "index"))
+    before = files_of(index)
+    other = corpus_of(tmp_path / "other", SHORTEST[1])
+    marker = (lambda pid: tmp_dir(index, pid).is_dir()) if moment == "tmp dir appears" else None
+    if marker is None:
+        marker = lambda pid: (tmp_dir(index, pid) / layout.DENSE_FILE).is_file()  # noqa: E731
+    pid = kill_when(["index", "build", "--corpus", str(other), "--index", str(index)], marker)
+    assert tmp_dir(index, pid).exists()  # the debris a SIGKILL leaves
+    assert files_of(index) == before
+    answer = ask_in_process(index, corpus)  # loading tidies the dead build's tmp dir
+    assert answer["passages"] and {p["source"]["file"] for p in answer["passages"]} == {SHORTEST[0].name}
+    assert not tmp_dir(index, pid).exists()
+
+
+def test_index_add_killed_midway_keeps_previous_index(small, tmp_path):
+    corpus, built = small
+    corpus = Path(shutil.copytree(corpus, tmp_path / "corpus"))
+    index = Path(shutil.copytree(built, tmp_path / "index"))
+    before = files_of(index)
+    new = tmp_path / "notes.txt"
+    new.write_text("Notes on the Five-Year Plans.\n\nThe first Five-Year Plan began in 1928.\n", encoding="utf-8")
+    pid = kill_when(
+        ["index", "add", str(new), "--corpus", str(corpus), "--index", str(index)],
+        lambda pid: tmp_dir(index, pid).is_dir(),
+    )
+    assert files_of(index) == before
+    answer = ask_in_process(index, None)  # the previous index, whatever the corpus dir now holds
+    assert answer["passages"] and all(p["source"]["file"] == SHORTEST[0].name for p in answer["passages"])
+    assert not tmp_dir(index, pid).exists()
+
+
+@pytest.mark.xfail(
+    reason="reported: `qa index add` copies the file into the corpus before building, so a killed add leaves "
+    "a corpus the previous index no longer matches and `qa serve` refuses it as stale",
+    strict=False,
+)
+def test_serve_answers_after_a_killed_index_add(small, tmp_path):
+    corpus, built = small
+    corpus = Path(shutil.copytree(corpus, tmp_path / "corpus"))
+    index = Path(shutil.copytree(built, tmp_path / "index"))
+    new = tmp_path / "notes.txt"
+    new.write_text("Notes on the Five-Year Plans.\n\nThe first Five-Year Plan began in 1928.\n", encoding="utf-8")
+    kill_when(
+        ["index", "add", str(new), "--corpus", str(corpus), "--index", str(index)],
+        lambda pid: tmp_dir(index, pid).is_dir(),
+    )
+    ask_in_process(index, corpus)
+
+
+# --- (b) damaged index files: `qa serve` refuses with one line ------------------------------------------
+
+
+def _truncate(rel: str):
+    def damage(index: Path) -> None:
+        f = index / rel
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+    return damage
+
+
+def _edit_passages(index: Path) -> None:
+    f = index / "passages.jsonl"
+    f.write_text(f.read_text(encoding="utf-8").replace("Stalin", "Stalim", 1), encoding="utf-8")
+
+
+def _drop_passages(index: Path) -> None:
+    f = index / "passages.jsonl"
+    f.write_text("", encoding="utf-8")
+
+
+def _manifest(edit):
+    def damage(index: Path) -> None:
+        f = index / "manifest.json"
+        m = json.loads(f.read_text(encoding="utf-8"))
+        edit(m)
+        f.write_text(json.dumps(m), encoding="utf-8")
+
+    return damage
+
+
+def _empty_index_claim(m: dict) -> None:
+    # A manifest that claims an empty index and checks no file: must not serve an empty index.
+    m["passage_count"], m["files"] = 0, {}
+
+
+DAMAGE = {
+    "dense.faiss truncated": (_truncate("dense.faiss"), "dense.faiss"),
+    "passages.jsonl altered": (_edit_passages, "passages.jsonl"),
+    "passages.jsonl emptied": (_drop_passages, "passages.jsonl"),
+    "manifest.json truncated": (_truncate("manifest.json"), "manifest.json"),
+    "manifest.json emptied": (lambda p: (p / "manifest.json").write_bytes(b""), "manifest.json"),
+    "manifest.json claims no passages": (_manifest(_empty_index_claim), "passage counts disagree"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_serve_refuses_a_damaged_index_with_one_line(small, tmp_path, case):
+    corpus, built = small
+    index = Path(shutil.copytree(built, tmp_path / "index"))
+    damage, says = DAMAGE[case]
+    damage(index)
+    out = qa("serve", "--port", str(free_port()), "--index", str(index), "--corpus", str(corpus), timeout=180)
+    assert out.returncode != 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, out.stderr
+    assert says in errors[0] and "qa index build" in errors[0], errors[0]
+
+
+def test_serve_refuses_a_damaged_onnx_encoder(small, tmp_path):
+    corpus, built = small
+    index = Path(shutil.copytree(built, tmp_path / "index"))
+    manifest = json.loads((index / "manifest.json").read_text())
+    if manifest.get("encoder", {}).get("backend", "torch") == "torch":
+        pytest.skip("this index encodes queries with torch (no ONNX export)")
+    _truncate(manifest["encoder"]["file"])(index)
+    out = qa("serve", "--port", str(free_port()), "--index", str(index), "--corpus", str(corpus), timeout=180)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error")]
+    assert out.returncode != 0 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert manifest["encoder"]["file"] in errors[0]
+
+
+# --- (c) asking while the index is rebuilt and swapped --------------------------------------------------
+
+
+def _post(url: str, question: str) -> tuple[int, dict]:
+    body = json.dumps({"question": question, "top_k": 10}).encode()
+    req = urllib.request.Request(url + "/v1/ask", body, {"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {"error": exc.read().decode(errors="replace")}
+
+
+def generation_ids(index: Path) -> dict[str, str]:
+    with open(index / "passages.jsonl", encoding="utf-8") as f:
+        return {d["id"]: d["text"] for d in map(json.loads, f)}
+
+
+def test_concurrent_asks_and_loads_while_the_index_is_rebuilt(small, tmp_path):
+    """Eight threads ask a running server, and one thread loads the index again and again, while
+    `qa index build` replaces the index from another corpus: no errors, every response's passages come from
+    one generation (ids and texts), and every load is complete and of one generation (or refuses)."""
+    from index.store import IndexLoadError, SearchIndex
+
+    corpus_a, built = small
+    index = Path(shutil.copytree(built, tmp_path / "index"))
+    corpus_b = corpus_of(tmp_path / "b", SHORTEST[1])
+    gen_a = generation_ids(index)
+    questions = ["What is Stalinism?", "Who was Trotsky?", "What happened in 1937?", "What did Lenin write?"]
+    results: list[tuple[int, dict]] = []
+    loads, refused = [], []
+    stop = threading.Event()
+
+    def loader() -> None:
+        while not stop.is_set():
+            try:
+                idx = SearchIndex.load(index)
+            except IndexLoadError as exc:
+                refused.append(str(exc))
+                continue
+            sizes = {len(idx), idx._dense.ntotal, int(idx._bm25.scores["num_docs"])}
+            loads.append(({p.id: p.text for p in idx.passages}, sizes))
+
+    with running_server(index, "--corpus", str(corpus_a)) as srv:
+
+        def client(i: int) -> None:
+            n = 0
+            while not stop.is_set() and n < 400:
+                results.append(_post(srv.url, questions[(i + n) % len(questions)]))
+                n += 1
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)] + [threading.Thread(target=loader)]
+        for t in threads:
+            t.start()
+        try:
+            build(corpus_b, index)
+            time.sleep(1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert get(srv.url + "/readyz")[0] == 200
+    gen_b = generation_ids(index)
+    assert len(results) > 50
+    bad = [r for r in results if r[0] != 200]
+    assert not bad, bad[:3]
+    assert not set(gen_a) & set(gen_b)
+    for _, body in results:
+        ids = {p["id"]: p["text"] for p in body["passages"]}
+        gen = gen_a if set(ids) <= set(gen_a) else gen_b
+        assert set(ids) <= set(gen), f"passages from two index generations: {sorted(ids)}"
+        assert all(gen[i] == text for i, text in ids.items())
+    assert loads
+    for passages, sizes in loads:
+        assert len(sizes) == 1 and passages in (gen_a, gen_b), "a load mixed two generations"
+    assert all("kept changing" in r or "no index directory" in r or "incomplete" in r for r in refused), refused
