@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 K = 10
-IVF_SWEEP = [(8, 8), (16, 8), (16, 16), (32, 16), (64, 16), (64, 32), (128, 16), (128, 32)]  # (nprobe, k_factor)
+IVF_SWEEP = [(16, 16), (32, 16), (32, 32), (64, 16), (64, 32), (128, 32), (64, 64)]  # (nprobe, k_factor)
 HNSW_SWEEP = [64, 128, 256]  # efSearch
 
 
@@ -136,6 +136,8 @@ def child(args) -> int:
         "rss_before_mib": rss0 / 1024,
         "rss_loaded_mib": rss_loaded / 1024,
         "rss_after_queries_mib": status_kib("VmRSS") / 1024,
+        "rss_anon_mib": status_kib("RssAnon") / 1024,  # the rest is mapped index pages the kernel can drop
+        "rss_file_mib": status_kib("RssFile") / 1024,
         "hwm_mib": status_kib("VmHWM") / 1024,
         "runs": runs,
     }

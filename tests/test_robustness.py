@@ -298,3 +298,45 @@ def test_concurrent_asks_and_loads_while_the_index_is_rebuilt(small, tmp_path):
     for passages, sizes in loads:
         assert len(sizes) == 1 and passages in (gen_a, gen_b), "a load mixed two generations"
     assert all("kept changing" in r or "no index directory" in r or "incomplete" in r for r in refused), refused
+
+
+# --- IVF-PQ with exact re-ranking (index/build.py) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_ivfpq_refine_loads_and_reranks_exactly(tmp_path, mmap):
+    import faiss
+    import numpy as np
+
+    from index.build import make_dense
+    from index.store import _read_faiss
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((40, 384)).astype(np.float32)
+    vecs = centres[rng.integers(40, size=4000)] + 0.3 * rng.standard_normal((4000, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index, info = make_dense(vecs, dense_type="ivfpq_refine")
+    assert info["type"] == "ivfpq_refine" and info["ivfpq"]["m"] == 48
+    faiss.write_index(index, str(tmp_path / "dense.faiss"))
+    dense = _read_faiss(tmp_path / "dense.faiss", {"dense": info}, mmap=mmap)
+    assert dense.k_factor == info["ivfpq"]["k_factor"]
+    assert faiss.extract_index_ivf(dense).nprobe == info["ivfpq"]["nprobe"]
+    queries = vecs[:50] + 0.05 * rng.standard_normal((50, 384)).astype(np.float32)
+    scores, ids = dense.search(queries, 10)
+    exact_scores, exact_ids = faiss.IndexFlatIP(384), None
+    exact_scores.add(vecs)
+    _, exact_ids = exact_scores.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids, strict=True)])
+    assert recall >= 0.95
+    assert np.allclose(scores[:, 0], (vecs[ids[:, 0]] * queries).sum(axis=1), atol=1e-4)  # exact re-ranked scores
+    assert np.allclose(dense.reconstruct(int(ids[0, 0])), vecs[ids[0, 0]])
+
+
+def test_ivfpq_falls_back_to_exact_for_few_passages():
+    import numpy as np
+
+    from index.build import make_dense
+
+    vecs = np.eye(8, 384, dtype=np.float32)
+    index, info = make_dense(vecs, dense_type="ivfpq_refine")
+    assert info["type"] == "flat_ip" and index.ntotal == 8
