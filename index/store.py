@@ -71,9 +71,16 @@ class SearchIndex:
         started = time.perf_counter()
         _recover_quietly(path)
         # A rebuild may swap the directory while we read it; the manifest changes if so.
-        for _ in range(3):
+        for attempt in range(3):
             before = _manifest_bytes(path)
-            index = cls._load_once(path, before, expected_files, mmap)
+            try:
+                index = cls._load_once(path, before, expected_files, mmap)
+            except IndexLoadError:
+                # Files of the next index hashed against this manifest look corrupted: retry if it was a swap.
+                if attempt < 2 and _manifest_bytes_or_none(path) != before:
+                    time.sleep(0.05)
+                    continue
+                raise
             if _manifest_bytes(path) == before:
                 elapsed = time.perf_counter() - started
                 log.info("loaded index %s (%d passages) in %.2fs", path, len(index), elapsed)
@@ -215,6 +222,13 @@ def _manifest_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         what = "no index directory" if not path.exists() else f"no {layout.MANIFEST_FILE} (incomplete build?)"
         raise IndexLoadError(what, path) from None
+
+
+def _manifest_bytes_or_none(path: Path) -> bytes | None:
+    try:
+        return (path / layout.MANIFEST_FILE).read_bytes()
+    except OSError:
+        return None
 
 
 def _parse_manifest(raw: bytes, path: Path) -> dict:
