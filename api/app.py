@@ -112,7 +112,32 @@ def create_app(settings: Settings | None = None, on_load_failure: OnFailure | No
     app.add_middleware(RequestContextMiddleware)
     app.include_router(_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.openapi = _openapi_with_corpus_values(app)
     return app
+
+
+def _openapi_with_corpus_values(app: FastAPI) -> Callable[[], dict]:
+    """Once the engine is loaded, the schema lists the values each filter accepts (work ids, authors,
+    kinds, viewpoint labels, holders), so clients can discover them and a schema-valid request is a
+    request the service accepts."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        slot = app.state.slot
+        if not slot.loaded.is_set() or slot.engine is None:
+            return schema  # not cached: the values are added once the engine is ready
+        fields = schema["components"]["schemas"]["Filters"]["properties"]
+        for name, values in slot.engine.filter_values.items():
+            for option in fields[name].get("anyOf", []):
+                if option.get("type") == "array":
+                    option["items"] = {"type": "string", "enum": sorted(values)}
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
 
 
 def create_app_from_env() -> FastAPI:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -111,10 +113,12 @@ def _attributions(corpus: Corpus) -> dict[str, list[dict]]:
 
 
 def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: Path = Path("var/index")) -> Path:
-    """Copy text files into the corpus and rebuild the index.
+    """Add text files to the corpus and rebuild the index.
 
-    Every file is checked before any is copied: one that is not a readable text, Markdown or HTML file, or
-    that would replace a different file of the same name, raises ValueError and nothing changes.
+    Every file is checked before anything changes: one that is not a readable text, Markdown or HTML file,
+    or that would replace a different file of the same name, raises ValueError. The index is built from a
+    staging copy of the corpus and the files join the corpus only once it is built, so an interrupted add
+    leaves the corpus and its index as they were.
     """
     for path in paths:
         if path.suffix.lower() not in FORMATS:
@@ -126,9 +130,15 @@ def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: P
         existing = corpus_dir / path.name
         if existing.exists() and existing.read_bytes() != path.read_bytes():
             raise ValueError(f"{path}: the corpus already has a different file named {path.name}")
+    with tempfile.TemporaryDirectory(prefix="qa-add-") as tmp:
+        staging = Path(tmp) / "corpus"
+        shutil.copytree(corpus_dir, staging, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        for path in paths:
+            shutil.copyfile(path, staging / path.name)
+        built = build_default_index(staging, index_dir)
     for path in paths:
-        (corpus_dir / path.name).write_bytes(path.read_bytes())
-    return build_default_index(corpus_dir, index_dir)
+        shutil.copyfile(path, corpus_dir / path.name)
+    return built
 
 
 class Engine:
@@ -229,19 +239,21 @@ class Engine:
     def _fold_copies(self, ranked: list[Candidate]) -> tuple[list[Candidate], dict[int, list[dict]]]:
         """One result per text: a passage that is a near-copy of a better-ranked one (two versions of the
         same article chunked differently) is folded into it and listed in its also_in."""
-        kept: list[Candidate] = []
+        ranked = ranked[: 4 * POOL]
+        if not ranked:
+            return [], {}
+        vectors = np.stack([self.index.passage_vector(c.pos) for c in ranked])
+        similar = (vectors @ vectors.T) >= COPY_COSINE
+        kept: list[int] = []
         copies: dict[int, list[dict]] = {}
-        vectors: list[np.ndarray] = []
-        for c in ranked[: 4 * POOL]:
-            v = self.index.passage_vector(c.pos)
-            twin = next((k for k, kv in zip(kept, vectors, strict=True) if float(kv @ v) >= COPY_COSINE), None)
+        for i, c in enumerate(ranked):
+            twin = next((k for k in kept if similar[k, i]), None)
             if twin is None:
-                kept.append(c)
-                vectors.append(v)
+                kept.append(i)
             else:
                 p = self.index.passages[c.pos]
-                copies.setdefault(twin.pos, []).append({"file": p.file, "start": p.start, "end": p.end})
-        return kept, copies
+                copies.setdefault(ranked[twin].pos, []).append({"file": p.file, "start": p.start, "end": p.end})
+        return [ranked[i] for i in kept], copies
 
     def _allowed(self, f: Filters | None) -> np.ndarray | None:
         if f is None or not any(v is not None for v in f.model_dump().values()):

@@ -7,10 +7,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_QUESTION_CHARS = 1000
 
 
+def _whole_number(v):
+    """JSON has one number type: 10.0 is the integer 10 (as JSON Schema says), `true` is not a number."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
 class Filters(BaseModel):
     """Restrict the answer to some works. Every field is optional; values are checked against the corpus."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: `true` is not a year
 
     work: list[str] | None = Field(None, description="work ids")
     author: list[str] | None = Field(None, description="author names as in the manifest")
@@ -20,14 +27,20 @@ class Filters(BaseModel):
     year_from: int | None = None
     year_to: int | None = None
 
+    _years = field_validator("year_from", "year_to", mode="before")(_whole_number)
+
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    question: str = Field(..., description="a question in plain language", max_length=MAX_QUESTION_CHARS)
+    question: str = Field(
+        ..., description="a question in plain language", min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"\S"
+    )
     top_k: int = Field(10, ge=1, le=50)
     filters: Filters | None = None
     diversify: bool = Field(True, description="cover every viewpoint the corpus holds in the top results")
+
+    _top_k = field_validator("top_k", mode="before")(_whole_number)
 
     @field_validator("question", mode="before")
     @classmethod

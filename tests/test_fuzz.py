@@ -24,10 +24,6 @@ pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = 10
 MAX_SECONDS = 90
-REPORTED = (
-    "api bug reported: the OpenAPI schema and the validation disagree (empty question allowed by the schema "
-    "but rejected; a boolean year_to rejected by the schema but accepted)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +41,6 @@ def post(url: str, body: dict) -> int:
         return exc.code
 
 
-@pytest.mark.xfail(reason=REPORTED, strict=False)
 def test_schemathesis_all_checks_against_the_running_server(server, tmp_path):
     exe = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
     if not Path(exe).exists():
@@ -60,13 +55,10 @@ def test_schemathesis_all_checks_against_the_running_server(server, tmp_path):
 def test_schema_says_what_validation_does_for_the_question(server):
     schema = json.loads(urllib.request.urlopen(server.url + "/openapi.json", timeout=10).read())
     question = schema["components"]["schemas"]["AskRequest"]["properties"]["question"]
-    status = post(server.url, {"question": "", "top_k": 10})
-    assert status == 422
-    if question.get("minLength", 0) < 1:
-        pytest.xfail(f"{REPORTED}: POST /v1/ask {{'question': ''}} -> 422 but the schema has no minLength")
+    assert post(server.url, {"question": "", "top_k": 10}) == 422
+    assert question["minLength"] == 1 and question["pattern"] == r"\S"  # the schema says so too
 
 
-@pytest.mark.xfail(reason=REPORTED, strict=False)
 def test_a_boolean_year_is_rejected(server):
-    # Schemathesis ST201: {"filters": {"year_to": true}} is accepted (pydantic's lax mode reads true as 1).
+    # Found by schemathesis (ST201): pydantic's lax mode read `true` as 1.
     assert post(server.url, {"question": "What is Stalinism?", "filters": {"year_to": True}}) == 422

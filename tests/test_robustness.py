@@ -131,11 +131,6 @@ def test_index_add_killed_midway_keeps_previous_index(small, tmp_path):
     assert not tmp_dir(index, pid).exists()
 
 
-@pytest.mark.xfail(
-    reason="reported: `qa index add` copies the file into the corpus before building, so a killed add leaves "
-    "a corpus the previous index no longer matches and `qa serve` refuses it as stale",
-    strict=False,
-)
 def test_serve_answers_after_a_killed_index_add(small, tmp_path):
     corpus, built = small
     corpus = Path(shutil.copytree(corpus, tmp_path / "corpus"))
