@@ -16,8 +16,11 @@ SOFT_HYPHEN = "\u00ad"
 
 # Wikipedia page chrome: menus, language list and table of contents up to the article's first words,
 # then an optional "Part of a series on …" navbox that ends with its "v t e" edit links.
-WIKI_HEADER = re.compile(r"Jump to content[\s\S]{0,20000}?From Wikipedia, the free encyclopedia\s*")
-WIKI_NAVBOX = re.compile(r"(?:[^.\n]{0,200}?)Part of a series on[\s\S]{0,10000}? v t e\s+")
+WIKI_HEADER = re.compile(
+    r"Jump to content[\s\S]{0,20000}?From Wikipedia, the free encyclopedia\s*"
+    r"(?:[^.\n]{0,200}?(?=\s*Part of a series on))?"  # the article's short description
+)
+WIKI_NAVBOX = re.compile(r"Part of a series on[\s\S]{0,10000}? v t e\s+")
 WIKI_HATNOTE = r"(?:Main articles?:|See also:|Further information:|For the [^\n]{0,80}?, see )"
 # A hatnote alone on its line goes; one glued to the first sentence of a section loses only its label.
 WIKI_HATNOTE_LINE = re.compile(r"(?m)^[ \t]*" + WIKI_HATNOTE + r"[^\n]{0,200}$")
@@ -54,7 +57,7 @@ HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
 MD_EMPHASIS = re.compile(r"(?<![\w*])\*{1,3}(?=[^\s*])|(?<=[^\s*])\*{1,3}(?![\w*])")
 MD_LINK = re.compile(r"!?\[([^\[\]\n]{1,200})\]\([^()\s]{1,500}\)")
 SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+(?=[,.;:!?)\]’”])|(?<=[(\[“‘])[ \t]+")
-SPACES = re.compile(r"[ \t\u00a0\u2009\u202f]+")
+SPACES = re.compile(r"[ \t\u00a0\u2009\u202f]{2,}|[\t\u00a0\u2009\u202f]")  # only what folding changes
 
 
 @dataclass

@@ -35,12 +35,13 @@ class MappedText:
         New characters map to the raw offset where the match began.
         """
         rx = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
+        literal = isinstance(repl, str) and "\\" not in repl  # no group references: skip expand()
         parts: list[str] = []
         offsets: list[np.ndarray] = []
         last = 0
         for m in rx.finditer(self.text):
             a, b = m.span()
-            new = repl(m) if callable(repl) else m.expand(repl)
+            new = repl if literal else repl(m) if callable(repl) else m.expand(repl)
             parts.append(self.text[last:a])
             offsets.append(self.pos[last:a])
             if new:
