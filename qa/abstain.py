@@ -63,10 +63,8 @@ def decide(question: str, ranked: list[Candidate], retriever: Retriever) -> Deci
         return Decision(False, "no passage in the collection matches the question")
     top = ranked[:TOP]
     best_sentence = max(c.sentence for c in top)
-    terms = retriever.query_terms(question)
-    weights = {t: retriever.idf(t) for t in terms}
     covered = set().union(*(retriever.passage_terms[c.pos] for c in top))
-    coverage = sum(w for t, w in weights.items() if t in covered) / (sum(weights.values()) or 1.0)
+    coverage = retriever.coverage(retriever.query_terms(question), covered)
     if best_sentence < MIN_SENTENCE_COS:
         return Decision(False, "the collection holds nothing close to this question")
     focus = focus_word(question)

@@ -160,7 +160,8 @@ class Engine:
         voices = [self._voices(index.works[p.work]) for p in index.passages]
         self.holders = [set(r) | set(v) for r, v in zip(reported, voices, strict=True)]
         self.viewpoint_vocab: dict[str, str] = index.extra("viewpoints") or {}
-        self.known_holders: dict[str, str] = index.extra("holders") or {}
+        known_holders: dict[str, str] = index.extra("holders") or {}
+        self.positions = viewpoints.positions(index.passages, index.works, self.attributions, known_holders)
         works = self.works()
         self.filter_values = {
             "work": {w.id for w in works},

@@ -1,13 +1,15 @@
 """Hybrid retrieval: dense and lexical candidates, fused, then re-ranked with sentence-level evidence.
 
 No cross-encoder ships its weights inside a PyPI package, so the re-ranker combines signals measured on the
-dev set (see the README's ablation): passage cosine, best-sentence cosine, BM25 and query-term coverage.
+dev set (see the README's ablation): passage cosine, best-sentence cosine, BM25, query-term coverage, and
+whether the passage reports the view of someone the question names.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,7 @@ from index import layout
 from index.store import SearchIndex
 
 WORD = re.compile(r"\w+")
+RRF_K = 60
 QUESTION_WORDS = frozenset(
     "what which who whom whose when where why how did does do was were is are according said say says many much".split()
 )
@@ -27,7 +30,6 @@ class Candidate:
     dense: float = 0.0  # cosine of question and passage
     lexical: float = 0.0  # BM25, normalized by the best lexical score of this question
     sentence: float = 0.0  # best cosine of question and one sentence of the passage
-    best_sentence: int = 0  # index of that sentence within the passage
     coverage: float = 0.0  # IDF-weighted share of the question's terms present in the passage
     holder: float = 0.0  # 1 when the question names a holder of a view this passage reports
     rrf: float = 0.0
@@ -41,8 +43,7 @@ class Weights:
     lexical: float = 0.15
     coverage: float = 0.15
     holder: float = 0.1
-    fusion: str = "convex"  # or "rrf"
-    rrf_k: int = 60
+    fusion: str = "convex"  # or "rrf" (measured worse; kept for the ablation)
 
 
 class Retriever:
@@ -56,11 +57,8 @@ class Retriever:
     ):
         self.index = index
         # Names of whoever's views each passage reports: "What did Bukharin say…" favours Bukharin's.
-        words = [frozenset(w.lower() for h in hs for w in h.split() if len(w) > 2) for hs in holders]
-        counts: dict[str, int] = {}
-        for ws in words:
-            for w in ws:
-                counts[w] = counts.get(w, 0) + 1
+        words = [frozenset(w for h in hs for w in WORD.findall(h.lower()) if len(w) > 2) for hs in holders]
+        counts = Counter(w for ws in words for w in ws)
         # Names held by many passages ("Stalin", "Party") say nothing about which one is meant.
         rare = {w for w, n in counts.items() if n <= max(3, 0.02 * len(words))}
         self.holder_words = [ws & rare for ws in words]
@@ -71,11 +69,7 @@ class Retriever:
         self.sentence_start = np.searchsorted(sentence_owner, np.arange(len(index.passages)))
         tokens = layout.bm25_tokenize([p.text for p in index.passages], return_ids=False)
         self.passage_terms = [frozenset(t) for t in tokens]
-        df: dict[str, int] = {}
-        for terms in self.passage_terms:
-            for t in terms:
-                df[t] = df.get(t, 0) + 1
-        self.df = df
+        self.df = Counter(t for terms in self.passage_terms for t in terms)
         self.n = len(index.passages)
 
     def query_terms(self, question: str) -> list[str]:
@@ -85,6 +79,11 @@ class Retriever:
     def idf(self, term: str) -> float:
         return math.log(1 + self.n / (1 + self.df.get(term, 0)))
 
+    def coverage(self, terms: list[str], have: frozenset[str] | set[str]) -> float:
+        """IDF-weighted share of the question's terms found in `have`: rare terms count most."""
+        weights = {t: self.idf(t) for t in terms}
+        return sum(w for t, w in weights.items() if t in have) / (sum(weights.values()) or 1.0)
+
     def candidates(self, question: str, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Candidate]:
         pool = k if allowed is None else self.n  # filters: score everything, keep what is allowed
         d_scores, d_pos = self.index.dense_search(qvec, pool)
@@ -93,27 +92,24 @@ class Retriever:
         for rank, (s, p) in enumerate(zip(d_scores[0], d_pos[0], strict=True)):
             if p >= 0 and (allowed is None or allowed[p]):
                 c = cands.setdefault(int(p), Candidate(int(p)))
-                c.dense, c.rrf = float(s), c.rrf + 1 / (60 + rank)
+                c.dense, c.rrf = float(s), c.rrf + 1 / (RRF_K + rank)
         top_lex = float(l_scores[0]) if len(l_scores) else 1.0
         for rank, (s, p) in enumerate(zip(l_scores, l_pos, strict=True)):
             if allowed is None or allowed[p]:
                 c = cands.setdefault(int(p), Candidate(int(p)))
-                c.lexical, c.rrf = float(s) / top_lex, c.rrf + 1 / (60 + rank)
+                c.lexical, c.rrf = float(s) / top_lex, c.rrf + 1 / (RRF_K + rank)
         return list(cands.values())
 
     def score(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
         terms = self.query_terms(question)
-        weights = {t: self.idf(t) for t in terms}
-        total = sum(weights.values()) or 1.0
-        words = {w.strip("?.,!'\"’s").lower() for w in question.split()}
+        words = set(WORD.findall(question.lower()))
         for c in cands:
             c.holder = float(bool(words & self.holder_words[c.pos]))
             if c.dense == 0.0:  # lexical-only candidate: its cosine was not returned by the search
-                c.dense = float(self._passage_vector_cos(c.pos, qvec))
-            sims = self._sentence_sims(c.pos, qvec)
-            c.best_sentence = int(np.argmax(sims)) if len(sims) else 0
+                c.dense = float(self.index.passage_vector(c.pos) @ qvec)
+            sims = self.sentence_sims(c.pos, qvec)
             c.sentence = float(sims.max()) if len(sims) else c.dense
-            c.coverage = sum(wt for t, wt in weights.items() if t in self.passage_terms[c.pos]) / total
+            c.coverage = self.coverage(terms, self.passage_terms[c.pos])
             if w.fusion == "rrf":
                 c.score = c.rrf
             else:
@@ -126,18 +122,11 @@ class Retriever:
                 )
 
     def sentence_coverage(self, pos: int, i: int, terms: list[str]) -> float:
-        """IDF-weighted share of the question's terms in sentence i of passage `pos`."""
-        have = self.sentence_terms[self.sentence_start[pos] + i]
-        weights = {t: self.idf(t) for t in terms}
-        return sum(w for t, w in weights.items() if t in have) / (sum(weights.values()) or 1.0)
+        """Term coverage of sentence i of passage `pos`."""
+        return self.coverage(terms, self.sentence_terms[self.sentence_start[pos] + i])
 
     def sentence_sims(self, pos: int, qvec: np.ndarray) -> np.ndarray:
-        return self._sentence_sims(pos, qvec)
-
-    def _sentence_sims(self, pos: int, qvec: np.ndarray) -> np.ndarray:
+        """Cosine of the question and each sentence of passage `pos`."""
         a = self.sentence_start[pos]
         b = self.sentence_start[pos + 1] if pos + 1 < self.n else len(self.sentence_owner)
         return self.sentence_vectors[a:b] @ qvec
-
-    def _passage_vector_cos(self, pos: int, qvec: np.ndarray) -> float:
-        return float(self.index.passage_vector(pos) @ qvec)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from corpus.model import Passage, Work
 from qa.schema import PassageOut, ViewpointGroup
 
 if TYPE_CHECKING:
@@ -24,14 +25,19 @@ def _surname(name: str) -> str:
     return name.split()[-1].lower().rstrip("s") if name.split() else ""
 
 
+def positions(passages: list[Passage], works: dict[str, Work], attributions: dict, known_holders: dict) -> list[str]:
+    """Each passage's position label, computed once when the engine loads."""
+    known = {_surname(h): label for h, label in known_holders.items()}
+
+    def label(p: Passage) -> str:
+        reported = (known.get(_surname(a["holder"])) for a in attributions.get(p.id, []))
+        return next((x for x in reported if x), works[p.work].viewpoint_label)
+
+    return [label(p) for p in passages]
+
+
 def position(engine: Engine, pos: int) -> str:
-    p = engine.index.passages[pos]
-    known = {_surname(h): label for h, label in engine.known_holders.items()}
-    for a in engine.attributions.get(p.id, []):
-        label = known.get(_surname(a["holder"]))
-        if label:
-            return label
-    return engine.index.works[p.work].viewpoint_label
+    return engine.positions[pos]
 
 
 def diversify(ranked: list[Candidate], engine: Engine, k: int, mode: str = "quota") -> list[Candidate]:
