@@ -104,7 +104,10 @@ class SearchIndex:
             index._extra[key] = json.loads((path / f"{key}.json").read_text(encoding="utf-8"))
         for key in manifest.get("arrays", []):
             # Opened now (mapped, not copied), so a later rebuild's directory swap cannot mix old and new data.
-            index._arrays[key] = np.load(path / f"{key}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            # A plain ndarray view of the map: np.memmap's Python-level __array_finalize__ runs on every
+            # slice, which cost more than the arithmetic on the ask path.
+            array = np.load(path / f"{key}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            index._arrays[key] = array.view(np.ndarray)
         index._dense = _read_faiss(path / manifest["dense"]["file"], manifest, mmap)
         index._onnx = _read_onnx(path, manifest)
         index._bm25 = _read_bm25(path / manifest["lexical"]["dir"], mmap)
@@ -135,6 +138,13 @@ class SearchIndex:
     def passage_vector(self, pos: int) -> np.ndarray:
         """The stored dense vector of the passage at `pos` (flat and HNSW-flat indexes keep them)."""
         return self._dense.reconstruct(int(pos))
+
+    def passage_vectors(self, positions) -> np.ndarray:
+        """The stored vectors of several passages, shape (len(positions), dim), in one call."""
+        ids = np.asarray(positions, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        return self._dense.reconstruct_batch(ids)
 
     @property
     def encoder(self) -> Encoder:
@@ -308,6 +318,9 @@ def _read_bm25(directory: Path, mmap: bool):
     import bm25s
 
     try:
-        return bm25s.BM25.load(str(directory), mmap=mmap, load_corpus=False, show_progress=False)
+        bm25 = bm25s.BM25.load(str(directory), mmap=mmap, load_corpus=False, show_progress=False)
     except (OSError, ValueError, KeyError) as e:
         raise IndexLoadError(f"cannot read the bm25 index: {e}", directory.parent) from e
+    # Plain views of the mapped score arrays (see SearchIndex._load_once on np.memmap's per-slice cost).
+    bm25.scores = {k: v.view(np.ndarray) if isinstance(v, np.memmap) else v for k, v in bm25.scores.items()}
+    return bm25

@@ -151,7 +151,7 @@ class Engine:
         self.index = index
         self.weights = weights or Weights()
         self.diversity = "quota"
-        vectors = index.array("sentence_vectors").astype(np.float32)
+        vectors = np.asarray(index.array("sentence_vectors"), dtype=np.float32)
         owners = np.asarray(index.extra("sentence_owner"), dtype=np.int64)
         self.sentence_spans: list[list[int]] = index.extra("sentence_spans")
         self.attributions: dict[str, list[dict]] = index.extra("attributions") or {}
@@ -221,8 +221,9 @@ class Engine:
         cands, copies = self._fold_copies(cands)
         decision = abstain.decide(question, cands, self.retriever)
         ranked = viewpoints.diversify(cands, self, req.top_k, self.diversity) if req.diversify else cands[: req.top_k]
+        terms = self.retriever.query_terms(question)
         passages = [
-            self._passage_out(c, rank=i + 1, supports=decision.answered, highlights=self._highlights(c, qvec, question))
+            self._passage_out(c, rank=i + 1, supports=decision.answered, highlights=self._highlights(c, qvec, terms))
             for i, c in enumerate(ranked)
         ]
         for out, c in zip(passages, ranked, strict=True):
@@ -243,7 +244,7 @@ class Engine:
         ranked = ranked[: 4 * POOL]
         if not ranked:
             return [], {}
-        vectors = np.stack([self.index.passage_vector(c.pos) for c in ranked])
+        vectors = self.index.passage_vectors([c.pos for c in ranked])
         similar = (vectors @ vectors.T) >= COPY_COSINE
         kept: list[int] = []
         copies: dict[int, list[dict]] = {}
@@ -273,7 +274,7 @@ class Engine:
             )
         return ok
 
-    def _highlights(self, c: Candidate, qvec: np.ndarray, question: str) -> list[Highlight]:
+    def _highlights(self, c: Candidate, qvec: np.ndarray, terms: list[str]) -> list[Highlight]:
         """The passage's sentences that best answer the question, best first (raw-file spans).
 
         An adjacent sentence that scores almost as well joins the best one: answers often span two.
@@ -282,7 +283,6 @@ class Engine:
         sims = self.retriever.sentence_sims(c.pos, qvec)
         if not len(sims):
             return [Highlight(start=p.start, end=p.end, text=p.text)]
-        terms = self.retriever.query_terms(question)
         coverage = [self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))]
         scores = sims + HIGHLIGHT_COVERAGE_WEIGHT * np.array(coverage)
         order = [int(i) for i in np.argsort(-scores)]

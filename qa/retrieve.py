@@ -71,13 +71,15 @@ class Retriever:
         self.passage_terms = [frozenset(t) for t in tokens]
         self.df = Counter(t for terms in self.passage_terms for t in terms)
         self.n = len(index.passages)
+        self._idf = {t: math.log(1 + self.n / (1 + df)) for t, df in self.df.items()}
+        self._idf_unseen = math.log(1 + self.n)
 
     def query_terms(self, question: str) -> list[str]:
         words = [w for w in question.lower().split() if w.strip("?.,!'\"") not in QUESTION_WORDS]
         return list(dict.fromkeys(layout.bm25_tokenize([" ".join(words)], return_ids=False)[0]))
 
     def idf(self, term: str) -> float:
-        return math.log(1 + self.n / (1 + self.df.get(term, 0)))
+        return self._idf.get(term, self._idf_unseen)
 
     def coverage(self, terms: list[str], have: frozenset[str] | set[str]) -> float:
         """IDF-weighted share of the question's terms found in `have`: rare terms count most."""
@@ -103,12 +105,13 @@ class Retriever:
     def score(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
         terms = self.query_terms(question)
         words = set(WORD.findall(question.lower()))
-        for c in cands:
+        lexical_only = [c for c in cands if c.dense == 0.0]  # their cosine was not returned by the search
+        for c, v in zip(lexical_only, self.index.passage_vectors([c.pos for c in lexical_only]), strict=True):
+            c.dense = float(v @ qvec)
+        best_sentence = self.best_sentence_sims([c.pos for c in cands], qvec)
+        for c, best in zip(cands, best_sentence, strict=True):
             c.holder = float(bool(words & self.holder_words[c.pos]))
-            if c.dense == 0.0:  # lexical-only candidate: its cosine was not returned by the search
-                c.dense = float(self.index.passage_vector(c.pos) @ qvec)
-            sims = self.sentence_sims(c.pos, qvec)
-            c.sentence = float(sims.max()) if len(sims) else c.dense
+            c.sentence = c.dense if np.isnan(best) else float(best)
             c.coverage = self.coverage(terms, self.passage_terms[c.pos])
             if w.fusion == "rrf":
                 c.score = c.rrf
@@ -121,12 +124,28 @@ class Retriever:
                     + w.holder * c.holder
                 )
 
+    def sentence_range(self, pos: int) -> tuple[int, int]:
+        """Rows of passage `pos`'s sentences in sentence_vectors."""
+        a = self.sentence_start[pos]
+        return a, (self.sentence_start[pos + 1] if pos + 1 < self.n else len(self.sentence_owner))
+
+    def best_sentence_sims(self, positions: list[int], qvec: np.ndarray) -> np.ndarray:
+        """For each passage, the best cosine of the question and one of its sentences (NaN if it has none);
+        one matrix product over the candidates' sentences instead of one per passage."""
+        ranges = [self.sentence_range(p) for p in positions]
+        rows = [np.arange(a, b) for a, b in ranges if b > a]
+        if not rows:
+            return np.full(len(positions), np.nan)
+        sims = self.sentence_vectors[np.concatenate(rows)] @ qvec
+        starts = np.cumsum([0] + [b - a for a, b in ranges if b > a])[:-1]
+        best = iter(np.maximum.reduceat(sims, starts))
+        return np.array([next(best) if b > a else np.nan for a, b in ranges])
+
     def sentence_coverage(self, pos: int, i: int, terms: list[str]) -> float:
         """Term coverage of sentence i of passage `pos`."""
         return self.coverage(terms, self.sentence_terms[self.sentence_start[pos] + i])
 
     def sentence_sims(self, pos: int, qvec: np.ndarray) -> np.ndarray:
         """Cosine of the question and each sentence of passage `pos`."""
-        a = self.sentence_start[pos]
-        b = self.sentence_start[pos + 1] if pos + 1 < self.n else len(self.sentence_owner)
+        a, b = self.sentence_range(pos)
         return self.sentence_vectors[a:b] @ qvec

@@ -86,7 +86,7 @@ def _mmr(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
     pool = ranked[:MMR_POOL]
     if len(pool) <= MMR_KEEP:
         return pool[:k]
-    vecs = np.stack([engine.index.passage_vector(c.pos) for c in pool])
+    vecs = engine.index.passage_vectors([c.pos for c in pool])
     sides = [position(engine, c.pos) for c in pool]
     chosen = list(range(MMR_KEEP))
     rest = list(range(MMR_KEEP, len(pool)))
