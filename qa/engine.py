@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,8 @@ def build_default_index(
 ) -> Path:
     """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index."""
     corpus = load_corpus(corpus_dir)
+    # spaCy (one core) parses in a second process while this one loads the model and encodes.
+    parsed = _parse_in_background(corpus.passages)
     encoder = load_encoder(model)
     sentences, owners, spans = [], [], []
     for pos, p in enumerate(corpus.passages):
@@ -68,9 +72,10 @@ def build_default_index(
             sentences.append(p.text[a:b].replace("\u00ad", ""))
             owners.append(pos)
             spans.append([a, b])
-    vectors = encoder.encode_passages(sentences, show_progress=progress).astype(np.float16)
+    # One core each for this encoding and the parse; the passages are encoded later, with both.
+    vectors = encoder.encode_passages(sentences, show_progress=progress, threads=1).astype(np.float16)
     extra = {
-        "attributions": _attributions(corpus),
+        "attributions": _attributions(corpus, parsed()),
         "sentence_owner": owners,
         "sentence_texts": sentences,
         "sentence_spans": spans,
@@ -89,19 +94,65 @@ def build_default_index(
     )
 
 
-def _attributions(corpus: Corpus) -> dict[str, list[dict]]:
-    """Holders of the views each passage reports, in raw-file coordinates."""
-    from qa.attribution import find_attributions
-
-    passages = corpus.passages
-    # "he argues" refers back to a holder named earlier in the same section: pass that text along.
+def _parse_args(passages: list[Passage]) -> tuple[list[str], list[str]]:
+    """The passages' texts, and for each the text before it in the same section: "he argues" refers back
+    to a holder named there."""
     contexts = [
         prev.text if i and (prev := passages[i - 1]).work == p.work and prev.section == p.section else ""
         for i, p in enumerate(passages)
     ]
-    found = find_attributions([p.text for p in passages], contexts)
+    return [p.text for p in passages], contexts
+
+
+def _parse_in_background(passages: list[Passage]) -> Callable[[], list[list[dict]]]:
+    """Start find_attributions in a spawned process; returns a function that waits for its result.
+
+    If the process cannot start or dies, the parse runs here instead (and raises its own error, if any).
+    """
+    from qa.attribution import find_attributions
+
+    texts, contexts = _parse_args(passages)
+    ctx = multiprocessing.get_context("spawn")  # not fork: torch's thread pools may already exist here
+    try:
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_parse_child, args=(send, texts, contexts), name="qa-parse", daemon=True)
+        child.start()
+        send.close()
+    except OSError as exc:
+        log.warning("parsing in this process: cannot start a second one (%s)", exc)
+        return lambda: find_attributions(texts, contexts)
+
+    def result() -> list[list[dict]]:
+        try:
+            ok, value = receive.recv()
+        except (EOFError, OSError):
+            ok, value = False, "the parsing process died"
+        finally:
+            receive.close()
+            child.join()
+        if ok:
+            return value
+        log.warning("parsing in this process: %s", value)
+        return find_attributions(texts, contexts)
+
+    return result
+
+
+def _parse_child(send, texts: list[str], contexts: list[str]) -> None:
+    from qa.attribution import find_attributions
+
+    try:
+        result = (True, find_attributions(texts, contexts))
+    except Exception as exc:
+        result = (False, f"{type(exc).__name__}: {exc}")
+    send.send(result)  # BrokenPipeError if the build was killed meanwhile: this process just ends
+
+
+def _attributions(corpus: Corpus, found: list[list[dict]]) -> dict[str, list[dict]]:
+    """Holders of the views each passage reports (as find_attributions returned them for the passages'
+    texts), moved to raw-file coordinates."""
     out = {}
-    for p, items in zip(passages, found, strict=True):
+    for p, items in zip(corpus.passages, found, strict=True):
         align = word_alignment(p.text, corpus.texts[p.file][p.start : p.end], p.start)
         mapped = []
         for a in items:
