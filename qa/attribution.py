@@ -55,7 +55,8 @@ SAY_VERBS = {
     "consider", "regard", "view", "describe", "characterize", "characterise", "label", "deem",
     "feel", "opine", "assume", "suspect", "charge", "complain", "judge", "call", "tell",
     "report", "recognize", "recognise", "expect", "comment", "propose", "urge",
-    "hint", "imply", "reason", "counter", "retort", "concur",
+    "hint", "imply", "reason", "counter", "retort", "concur", "relate", "recount", "narrate",
+    "document", "record", "find", "reveal", "indicate", "attest", "testify", "calculate", "surmise",
 }
 # Phrasal reporting verbs: lemma -> required particle.
 PHRASAL = {"point": "out", "sum": "up"}
@@ -85,7 +86,8 @@ GROUP_NOUNS = {
     "biographers", "people", "person", "man", "woman", "comrades", "revolutionary", "trotskyist",
     "maoist", "stalinist", "leninist", "bolshevik", "menshevik", "anti-stalinist", "school",
     "camp", "faction", "movement", "organization", "organisation", "press", "newspaper",
-    "report", "study", "source",
+    "report", "study", "source", "associate", "colleague", "contemporary", "adviser", "advisor",
+    "aide", "ally", "successor", "insider", "eyewitness", "participant",
 }
 # Plurals in -ists/-ians that do not name people.
 NOT_GROUPS = {"list", "lists", "exist", "wrist", "wrists", "twist", "twists", "mist", "mists", "fist",
@@ -94,6 +96,10 @@ NOT_GROUPS = {"list", "lists", "exist", "wrist", "wrists", "twist", "twists", "m
 OPINION_NOUNS = {"view", "belief", "argument", "claim", "contention", "assertion", "conviction",
                  "position", "thesis", "opinion", "assessment", "judgment", "judgement", "insistence",
                  "conclusion", "idea", "theory", "notion"}
+# Nouns whose "of"-complement is the holder: "the view of Ernest Mandel", "in the words of Figes".
+OF_HOLDER_NOUNS = {"view", "views", "opinion", "opinions", "word", "words", "judgment", "judgement",
+                   "assessment", "belief", "beliefs", "position", "conviction", "estimation", "verdict",
+                   "contention", "argument", "claim", "thesis"}
 # Words stripped from the front of a name: titles, descriptors, articles.
 TITLES = {
     "the", "a", "an", "historian", "historians", "professor", "prof.", "dr", "dr.", "mr", "mr.",
@@ -320,6 +326,8 @@ def _subjects(verb, depth=0):
             subs.extend(g for g in child.children if g.dep_ == "pobj")
     if any(c.dep_ == "nsubjpass" for c in verb.children) and not subs:
         return []
+    if not subs and verb.tag_ == "VBG" and (absolute := _absolute_subject(verb)) is not None:
+        return [absolute]
     if not subs and depth < 2:
         if verb.dep_ == "conj" or (verb.dep_ in ("advcl", "xcomp") and verb.tag_ == "VBG"):
             return _subjects(verb.head, depth + 1)
@@ -328,6 +336,21 @@ def _subjects(verb, depth=0):
             if not any(c.dep_ == "dobj" for c in head.children):
                 return _subjects(head, depth + 1)
     return subs
+
+
+def _absolute_subject(verb):
+    """The subject of "with writers such as X and Y noting that…": the noun phrase right before the
+    participle, when it is the object of "with" (the parser hangs the participle on the main verb)."""
+    if verb.i == 0 or verb.dep_ not in ("advcl", "acl", "xcomp"):
+        return None
+    tok = verb.doc[verb.i - 1]
+    for _ in range(6):  # climb from the phrase's last word ("Ree") to its head ("writers")
+        if tok.dep_ == "pobj" and tok.head.lower_ == "with":
+            return tok
+        if tok.head.i == tok.i or tok.head.i > verb.i or tok.is_punct:
+            return None
+        tok = tok.head
+    return None
 
 
 def _verb_class(tok):
@@ -391,14 +414,15 @@ def _mistagged_subject(tok, cls):
     nxt = doc[tok.i + 1] if tok.i + 1 < len(doc) else None
     if nxt is None:
         return []
-    if not (nxt.lower_ in COMPLEMENTIZERS or nxt.text in QUOTES or cls == "stance"):
+    as_frame = nxt.text == "," and _after_as(tok)  # "As Robert Conquest recounts, …"
+    if not (nxt.lower_ in COMPLEMENTIZERS or nxt.text in QUOTES or cls == "stance" or as_frame):
         return []
     if nxt.pos_ in ("AUX", "VERB") and nxt.lower_ not in COMPLEMENTIZERS:
         return []
     # (a) a capitalised name right before it: "Hoffmann questions whether"
     j = tok.i - 1
     run = []
-    while j >= tok.sent.start and (doc[j].is_title or doc[j].is_upper) and not doc[j].is_punct:
+    while j >= tok.sent.start and _capitalised_word(doc[j]):
         run.insert(0, doc[j])
         j -= 1
     if run and any(t.lower_ not in TITLES for t in run):
@@ -415,6 +439,25 @@ def _mistagged_subject(tok, cls):
         if head.i < tok.i:
             return _mention(head)
     return []
+
+
+def _bare_definite(noun) -> bool:
+    """ "the view": a definite article and no possessor or modifier before the noun."""
+    left = list(noun.lefts)
+    return [t.lower_ for t in left] == ["the"]
+
+
+def _after_as(tok) -> bool:
+    """Whether a capitalised name right before `tok` follows "as": "As Robert Conquest recounts"."""
+    j = tok.i - 1
+    while j >= tok.sent.start and _capitalised_word(tok.doc[j]):
+        j -= 1
+    return j < tok.i - 1 and j >= tok.sent.start and tok.doc[j].lower_ == "as"
+
+
+def _capitalised_word(t) -> bool:
+    """Part of a name run before a mistagged verb ("As" opens the frame, it is not part of the name)."""
+    return (t.is_title or t.is_upper) and not t.is_punct and t.lower_ != "as"
 
 
 def _span_text(tokens):
@@ -481,6 +524,16 @@ def _hits_for_doc(doc):
                         if poss.dep_ == "poss":
                             for kind, toks in _mention(poss):
                                 hits.append(_Hit(kind, toks, tok.idx, pobj.idx + len(pobj.text), f"in … {pobj.text}"))
+        # 3b. "the view of Ernest Mandel", "in the words of Orlando Figes": a named or group holder only
+        # ("Mao's opinion of Stalin", "public opinion of Stalin", "a dim view of" name the view's topic)
+        if tok.lower_ in OF_HOLDER_NOUNS and tok.pos_ == "NOUN" and _bare_definite(tok):
+            for of in tok.children:
+                if of.dep_ == "prep" and of.lower_ == "of":
+                    for pobj in of.children:
+                        named = pobj.pos_ == "PROPN" and pobj.ent_type_ in ("PERSON", "NORP", "ORG", "")
+                        if pobj.dep_ == "pobj" and (named or _is_group_word(pobj)):
+                            for kind, toks in _mention(pobj):
+                                hits.append(_Hit(kind, toks, tok.idx, tok.idx + len(tok.text), f"{tok.text} of"))
         # 4. "his view that…", "Conquest's argument that…"
         if tok.lower_ in OPINION_NOUNS and tok.pos_ == "NOUN" and tok.i + 1 < len(doc):
             nxt = doc[tok.i + 1]

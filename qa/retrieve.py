@@ -57,7 +57,10 @@ class Retriever:
     ):
         self.index = index
         # Names of whoever's views each passage reports: "What did Bukharin say…" favours Bukharin's.
-        words = [frozenset(w for h in hs for w in WORD.findall(h.lower()) if len(w) > 2) for hs in holders]
+        # A holder is matched by its head word ("Deutscher", "aides"), not a possessor ("Tito's aides").
+        words = [
+            frozenset(ws[-1] for h in hs if len(ws := WORD.findall(h.lower())) and len(ws[-1]) > 2) for hs in holders
+        ]
         counts = Counter(w for ws in words for w in ws)
         # Names held by many passages ("Stalin", "Party") say nothing about which one is meant.
         rare = {w for w, n in counts.items() if n <= max(3, 0.02 * len(words))}

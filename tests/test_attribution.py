@@ -170,6 +170,35 @@ def test_as_x_demonstrates_frame():
     assert text[a["start"] :].startswith("Raymond Birt")
 
 
+def test_as_x_relates_and_the_view_of_x_frames():
+    got = _one(
+        "The fall of the Soviet states briefly led to the revival of the anti-Stalinist left, as Traverso "
+        "relates: At the beginning we were euphoric. This was the view of Ernest Mandel, for instance: after "
+        "many decades of passivity and exclusion, the German proletariat would suddenly return."
+    )
+    assert [(a["holder"], a["cue"]) for a in got] == [("Traverso", "relates"), ("Ernest Mandel", "view of")]
+    [a] = _one("We should bear firmly in mind the words of Comrade Stalin, that as long as encirclement exists…")
+    assert a["holder"] == "Stalin"
+    # "of" names the view's topic, not its holder, after a possessor or a modifier
+    assert _one("Mao’s opinion of Stalin is a little different.") == []
+    assert _one("In modern Russia, public opinion of Stalin has improved in recent years.") == []
+
+
+def test_with_x_noting_and_relative_clause_holders():
+    got = _one(
+        "Some scholars have argued that Stalin took an active involvement with the construction of the cult of "
+        "personality with writers such as Isaac Deutscher and Erik van Ree noting that Stalin had absorbed "
+        "elements from the cult of Tsars."
+    )
+    holders = [a["holder"] for a in got]
+    assert {"Isaac Deutscher", "Erik van Ree"} <= set(holders) and "Stalin" not in holders
+    got = _one(
+        "Yet, other scholars have drawn on primary accounts from Stalin's associates such as Molotov which "
+        "suggested he took a more critical and ambivalent attitude towards his cult of personality."
+    )
+    assert "Molotov" in [a["holder"] for a in got]
+
+
 def test_groups_and_organisations():
     got = _one(
         "Some historians, such as Robert Service, have blamed Stalinist policies, particularly "
