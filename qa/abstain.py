@@ -4,7 +4,9 @@ A fixed cosine threshold does not separate relevant from unrelated questions, so
 - the best sentence's similarity to the question (unrelated questions score far lower than any answer);
 - whether the question's key terms occur in the best passages at all (IDF-weighted coverage);
 - the question's focus ("what illness…", "how many soldiers…"): a focus word the collection never uses
-  means the collection cannot say which one.
+  means the collection cannot say which one;
+- the answer's type for "how many / how much": some sentence of the best passages must give a number (not a
+  year) and share most of the question's key terms; on-topic passages without one cannot say how many.
 """
 
 from __future__ import annotations
@@ -19,6 +21,23 @@ from qa.retrieve import Candidate, Retriever
 MIN_SENTENCE_COS = 0.35
 MIN_COVERAGE = 0.3
 TOP = 3
+QUANTITY_TOP = 10  # passages searched for a sentence that states the quantity asked for
+MIN_QUANTITY_COVERAGE = 0.45  # of the question's key terms (IDF-weighted) in that sentence
+ASKS_QUANTITY = re.compile(r"^\s*(?:how many|how much)\b", re.IGNORECASE)
+NUMBER_WORDS = (
+    "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundreds? thousands? millions? "
+    "billions? dozens?"
+).split()
+NUMBER = re.compile(r"\b(?:\d[\d,.]*%?|" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
+YEAR = re.compile(r"^(?:1[0-9]|20)\d\d$")
+
+
+def states_quantity(sentence: str) -> bool:
+    """Whether a sentence gives a number other than a year ("700,000 people", "thirteen volumes", "90%")."""
+    return any(not YEAR.match(m.group(0)) for m in NUMBER.finditer(sentence))
+
+
 AUX = r"(?:did|does|do|was|were|is|are|has|have|had|would|could|should|can|will)"
 # The noun phrase a wh-question asks about: "what illness did…", "how many Polish officers were…".
 FOCUS = re.compile(
@@ -72,4 +91,17 @@ def decide(question: str, ranked: list[Candidate], retriever: Retriever) -> Deci
         return Decision(False, f"the collection never mentions “{focus}”")
     if coverage < MIN_COVERAGE:
         return Decision(False, "the closest passages do not contain the question's key terms")
+    if ASKS_QUANTITY.match(question) and not _quantity_stated(question, ranked[:QUANTITY_TOP], retriever):
+        return Decision(False, "the closest passages give no number for what the question asks")
     return Decision(True, "supported by the passages below")
+
+
+def _quantity_stated(question: str, ranked: list[Candidate], retriever: Retriever) -> bool:
+    terms = retriever.query_terms(question)
+    for c in ranked:
+        a, b = retriever.sentence_range(c.pos)
+        for row in range(a, b):
+            covers = retriever.coverage(terms, retriever.sentence_terms[row]) >= MIN_QUANTITY_COVERAGE
+            if covers and states_quantity(retriever.sentence_texts[row]):
+                return True
+    return False

@@ -66,6 +66,7 @@ class Retriever:
         rare = {w for w, n in counts.items() if n <= max(3, 0.02 * len(words))}
         self.holder_words = [ws & rare for ws in words]
         self.sentence_terms = [frozenset(t) for t in layout.bm25_tokenize(sentences, return_ids=False)]
+        self.sentence_texts = sentences
         self.words = frozenset(w.lower() for s in sentences for w in WORD.findall(s))  # unstemmed vocabulary
         self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
         self.sentence_owner = sentence_owner  # passage position of each sentence

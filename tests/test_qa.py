@@ -56,6 +56,24 @@ def test_abstains_off_topic_and_on_facts_the_corpus_lacks(engine):
         assert r.passages and not any(p.supports_answer for p in r.passages)  # nearest passages, marked
 
 
+def test_how_many_needs_a_sentence_that_gives_the_number(engine):
+    # Kursk is in the corpus, but no sentence counts anything there.
+    r = ask(engine, "How many tanks did the Red Army lose at Kursk?", top_k=5)
+    assert not r.answered and "number" in r.reason
+    r = ask(engine, "How many volumes of Stalin's works had appeared when publication stopped?", top_k=5)
+    assert r.answered and "thirteen volumes" in r.passages[0].text
+
+
+def test_states_quantity_ignores_years():
+    from qa.abstain import states_quantity
+
+    assert states_quantity("nearly 700,000 people (353,074 in 1937)")
+    assert states_quantity("of which thirteen volumes had already appeared")
+    assert states_quantity("90% of all generals were killed")
+    assert not states_quantity("In 1937 and 1938 the purge reached its height.")
+    assert not states_quantity("one of the defeats at Stalingrad and Kursk")
+
+
 def test_near_copies_never_fill_the_results(engine):
     r = ask(engine, "Who proposed replacing Long Live Leninism with Long Live Stalinism?", top_k=10)
     cited = {s.file[:3] for p in r.passages if "Long Live Stalinism" in p.text for s in [p.source, *p.also_in]}
