@@ -3,8 +3,8 @@
     python bench/build.py [--corpus DIR] [--out DIR] [--backend onnx-int8|onnx|torch] [--cold-export] [--json F]
 
 Runs qa.engine.build_default_index in this process (a fresh interpreter: imports and the model load count)
-and times, from outside, the steps it calls: imports, corpus ingestion, model load, sentence encoding,
-attribution (spaCy, in a second process: the wait for it, and its CPU), passage encoding, FAISS, BM25, the
+and times, from outside, the steps it calls: imports, corpus ingestion, model load, passage encoding,
+attribution (spaCy, in a second process: the wait for it, and its CPU), sentence encoding, FAISS, BM25, the
 ONNX export of the query encoder (cached across builds in ~/.cache/stalin-qa/onnx unless --cold-export),
 the passage store, hashing + fsync, and the swap. CPU figures include the spaCy process.
 """
@@ -78,7 +78,7 @@ def main() -> int:
     calls = []
 
     def encode_passages(self, texts, show_progress=False, threads=None):
-        name = "sentence encoding" if not calls else "passage encoding"
+        name = "passage encoding (one thread, beside spaCy)" if not calls else "sentence encoding"
         calls.append(len(texts))
         return timed(name, original_encode)(self, texts, show_progress=False, threads=threads)
 
@@ -104,8 +104,8 @@ def main() -> int:
 
     print(f"# build  {machine()}")
     print(
-        f"\n{n} passages, {calls[0] if calls else 0} sentences, encoder backend {manifest['encoder']['backend']}, "
-        f"index {size / 2**20:.1f} MiB\n"
+        f"\n{n} passages, {calls[1] if len(calls) > 1 else 0} sentences, "
+        f"encoder backend {manifest['encoder']['backend']}, index {size / 2**20:.1f} MiB\n"
     )
     rows = [
         ["whole process (interpreter start to index swapped in)", total_s, total_cpu, n / total_s],

@@ -52,6 +52,7 @@ def build_index(
     show_progress: bool = True,
     encoder_backend: str | None = None,
     dense_type: str | None = None,
+    passage_vectors: np.ndarray | None = None,
 ) -> Path:
     """Build the index for `passages` into `out_dir`, replacing any previous index only on success.
 
@@ -63,9 +64,11 @@ def build_index(
     export fails the index records "torch" and the build goes on.
     `dense_type` ("flat_ip", "hnsw_flat", "ivfpq_refine") overrides the choice by size (ann_threshold and
     IVFPQ_THRESHOLD).
+    `passage_vectors`, if given, are the passages' embeddings already computed with `model` (normalised,
+    one row per passage, from embedding_text(p, section_prefix)); otherwise they are encoded here.
     """
     extra, arrays = extra or {}, arrays or {}
-    _check_inputs(passages, extra, arrays)
+    _check_inputs(passages, extra, arrays, passage_vectors)
     out_dir = Path(out_dir).absolute()
     layout.recover(out_dir)
     encoder = load_encoder(model)
@@ -73,9 +76,10 @@ def build_index(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        dense = _write_dense(
-            tmp, encoder, passages, section_prefix, ann_threshold, ef_search, show_progress, dense_type
-        )
+        if passage_vectors is None:
+            texts = [embedding_text(p, section_prefix) for p in passages]
+            passage_vectors = encoder.encode_passages(texts, show_progress=show_progress)
+        dense = _write_dense(tmp, passage_vectors, ann_threshold, ef_search, dense_type)
         manifest = {
             "format_version": layout.FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -100,7 +104,7 @@ def build_index(
     return out_dir
 
 
-def _check_inputs(passages: list[Passage], extra: dict, arrays: dict) -> None:
+def _check_inputs(passages: list[Passage], extra: dict, arrays: dict, vectors: np.ndarray | None) -> None:
     if not passages:
         raise ValueError("cannot build an index without passages")
     ids = [p.id for p in passages]
@@ -112,6 +116,8 @@ def _check_inputs(passages: list[Passage], extra: dict, arrays: dict) -> None:
     for key, value in arrays.items():
         if not isinstance(value, np.ndarray) or value.dtype.hasobject:
             raise ValueError(f"array {key!r} must be a numpy array of numbers")
+    if vectors is not None and (vectors.ndim != 2 or len(vectors) != len(passages)):
+        raise ValueError(f"passage_vectors must have one row per passage, got shape {vectors.shape}")
 
 
 def _model_info(encoder: Encoder, section_prefix: bool) -> dict:
@@ -130,21 +136,10 @@ def embedding_text(p: Passage, section_prefix: bool = True) -> str:
     return f"{layout.clean_text(p.section)}\n{text}" if section_prefix and p.section else text
 
 
-def _write_dense(
-    root: Path,
-    encoder: Encoder,
-    passages: list[Passage],
-    section_prefix: bool,
-    ann_threshold: int,
-    ef_search: int,
-    show_progress: bool,
-    dense_type: str | None = None,
-) -> dict:
+def _write_dense(root: Path, vecs: np.ndarray, ann_threshold: int, ef_search: int, dense_type: str | None) -> dict:
     import faiss
 
-    texts = [embedding_text(p, section_prefix) for p in passages]
-    vecs = encoder.encode_passages(texts, show_progress=show_progress)
-    index, info = make_dense(vecs, ann_threshold, ef_search, dense_type)
+    index, info = make_dense(np.ascontiguousarray(vecs, dtype=np.float32), ann_threshold, ef_search, dense_type)
     faiss.write_index(index, str(root / layout.DENSE_FILE))
     return info
 

@@ -15,7 +15,7 @@ import numpy as np
 from corpus.align import to_raw, word_alignment
 from corpus.ingest import CORPUS_DIR, FORMATS, Corpus, corpus_files, load_corpus, read_text
 from corpus.model import Passage, Work
-from index.build import build_index
+from index.build import build_index, embedding_text
 from index.encoder import DEFAULT_MODEL, load_encoder
 from index.store import IndexLoadError, SearchIndex
 from qa import abstain, viewpoints
@@ -72,8 +72,10 @@ def build_default_index(
             sentences.append(p.text[a:b].replace("\u00ad", ""))
             owners.append(pos)
             spans.append([a, b])
-    # One core each for this encoding and the parse; the passages are encoded later, with both.
-    vectors = encoder.encode_passages(sentences, show_progress=progress, threads=1).astype(np.float16)
+    # While the parse holds one core, the passages are encoded on the other; then the sentences, on both.
+    texts = [embedding_text(p) for p in corpus.passages]
+    passage_vectors = encoder.encode_passages(texts, show_progress=progress, threads=1)
+    vectors = encoder.encode_passages(sentences, show_progress=progress).astype(np.float16)
     extra = {
         "attributions": _attributions(corpus, parsed()),
         "sentence_owner": owners,
@@ -91,6 +93,7 @@ def build_default_index(
         extra=extra,
         arrays={"sentence_vectors": vectors},
         show_progress=progress,
+        passage_vectors=passage_vectors,
     )
 
 

@@ -262,3 +262,15 @@ def test_invalid_extra_key_rejected(corpus, tmp_path):
         build_index(*corpus, tmp_path / "x", extra={"manifest": 1})
     with pytest.raises(ValueError, match="numpy array"):
         build_index(*corpus, tmp_path / "x", arrays={"owners": [1, 2]})
+
+
+def test_precomputed_passage_vectors_are_used(corpus, built, tmp_path):
+    from index.build import build_index
+
+    stored = SearchIndex.load(built)
+    n = len(stored.passages)
+    vectors = stored.passage_vectors(range(n))
+    with pytest.raises(ValueError, match="one row per passage"):
+        build_index(*corpus, tmp_path / "x", passage_vectors=vectors[:-1])
+    again = SearchIndex.load(build_index(*corpus, tmp_path / "y", passage_vectors=vectors[::-1].copy()))
+    assert np.allclose(again.passage_vectors([0]), vectors[-1])  # taken as given, not re-encoded
