@@ -154,8 +154,12 @@ def is_junk(text: str) -> bool:
 
 
 def _is_prose_quote(quote: str) -> bool:
+    """A quoted passage of prose, not a quoted title ("Khrushchev's Secret Speech, 'On the Cult of…'")."""
     words = _prose_words(quote)
-    return len(words) >= 25 and sum(w.lower() in STOPWORDS for w in words) / len(words) >= 0.3
+    if len(words) < 25 or sum(w.lower() in STOPWORDS for w in words) / len(words) < 0.3:
+        return False
+    content = [w for w in words if w.lower() not in STOPWORDS]
+    return sum(w[0].isupper() for w in content) / max(1, len(content)) < 0.6
 
 
 def sentences(paras: list[Paragraph]) -> list[Sentence]:
@@ -163,9 +167,8 @@ def sentences(paras: list[Paragraph]) -> list[Sentence]:
     for pi, para in enumerate(paras):
         text = para.text.text
         _, offsets = blingfire.text_to_sentences_and_offsets(text)
-        if para.back_matter:
-            quotes = [m.span() for m in QUOTATION.finditer(text) if _is_prose_quote(m.group())]
-            offsets = [(a, b) for a, b in offsets if any(a < qe and qa < b for qa, qe in quotes)]
+        if para.back_matter:  # the quotations themselves, without the citation around them
+            offsets = [m.span() for m in QUOTATION.finditer(text) if _is_prose_quote(m.group())]
         for a, b in offsets:
             while a < b and text[a].isspace():
                 a += 1

@@ -142,6 +142,10 @@ def test_text_found_in_only_one_version_is_kept(corpus):
 
 def test_quotations_inside_reference_notes_are_kept(corpus):
     assert "the Soviets agreed to purchase $13 million worth of Automobiles" in all_text(corpus)
+    # the quotation alone: not the citation around it, nor quoted titles
+    [camus] = [p for p in corpus.passages if "Algerian war" in p.text]
+    assert camus.text.startswith('"From well before') and "^" not in camus.text
+    assert "Khrushchev's Secret Speech, 'On the Cult" not in all_text(corpus)
 
 
 def test_passages_are_sized_for_citation(corpus):
