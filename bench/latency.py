@@ -4,7 +4,8 @@
 
 In-process: Engine.load(index) then engine.ask(AskRequest(question, top_k=10)) for every dev question,
 `--repeat` times, with the query-vector cache off (QA_QUERY_CACHE=0) so every ask encodes its question;
-one more pass with the cache on shows a repeated question. The per-stage breakdown wraps, from outside
+one more pass with the cache on shows a repeated question. BLAS, OpenMP and FAISS get one thread each, as
+in `qa serve` (--native-threads keeps the libraries' defaults). The per-stage breakdown wraps, from outside
 (qa/ is not edited), the methods Engine.ask calls, in the order it calls them: query embedding, FAISS
 dense search, BM25, candidate fusion, re-ranking/scoring, folding near-copies, abstention + viewpoint diversification,
 highlights, passage assembly (attribution, citation), viewpoint groups/facets + response model, and
@@ -135,7 +136,7 @@ class _Proxy:
         return self._overrides.get(name) or getattr(self._module, name)
 
 
-def in_process(index: Path, qs: list[str], repeat: int) -> dict:
+def in_process(index: Path, qs: list[str], repeat: int, one_thread: bool = True) -> dict:
     os.environ["QA_QUERY_CACHE"] = "0"
     from qa.engine import Engine
     from qa.schema import AskRequest
@@ -143,6 +144,10 @@ def in_process(index: Path, qs: list[str], repeat: int) -> dict:
     t0 = time.perf_counter()
     engine = Engine.load(index)
     load_s = time.perf_counter() - t0
+    if one_thread:  # what `qa serve` does after loading (api/app.py)
+        from api.app import one_native_thread_per_request
+
+        one_native_thread_per_request()
     backend = engine.index.encoder_backend
     for q in qs[:5]:  # warm-up
         engine.ask(AskRequest(question=q, top_k=10)).model_dump_json()
@@ -286,6 +291,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--backend", choices=["index", "torch"], default="index", help="torch: ignore the ONNX export")
     ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--native-threads", action="store_true", help="in-process: keep BLAS/OpenMP thread defaults")
     ap.add_argument("--no-inprocess", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -297,7 +303,7 @@ def main() -> int:
     print(f"# latency  {machine()}  questions={len(qs)} repeat={args.repeat}")
     result: dict = {"machine": machine()}
     if not args.no_inprocess:
-        r = in_process(args.index, qs, args.repeat)
+        r = in_process(args.index, qs, args.repeat, one_thread=not args.native_threads)
         result["in_process"] = r
         print(f"\nin-process (encoder backend: {r['backend']}, engine load {r['load_s']:.1f}s, n={r['n']})\n")
         rows = [
