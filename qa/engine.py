@@ -148,7 +148,10 @@ def _parse_child(send, texts: list[str], contexts: list[str]) -> None:
         result = (True, find_attributions(texts, contexts))
     except Exception as exc:
         result = (False, f"{type(exc).__name__}: {exc}")
-    send.send(result)  # BrokenPipeError if the build was killed meanwhile: this process just ends
+    try:
+        send.send(result)
+    except OSError:  # the build was killed meanwhile: nobody waits for the result
+        pass
 
 
 def _attributions(corpus: Corpus, found: list[list[dict]]) -> dict[str, list[dict]]:
