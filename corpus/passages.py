@@ -90,13 +90,19 @@ def chunk(sents: list[Sentence]) -> list[list[Sentence]]:
     chunks: list[list[Sentence]] = []
     cur: list[Sentence] = []
     words = 0
+    para_words = Counter()
+    for s in sents:
+        para_words[s.paragraph] += s.words
     for s in sents:
         new_section = cur and s.section != cur[-1].section
         new_para = cur and s.paragraph != cur[-1].paragraph
+        # A paragraph that makes a passage by itself (a block quote, say) does not take a short lead-in.
+        whole_para = new_para and para_words[s.paragraph] >= MIN_WORDS and words >= MIN_WORDS // 2
         if cur and (
             new_section
             or (words + s.words > MAX_WORDS and words >= MIN_WORDS // 2)
             or (new_para and words >= MIN_WORDS)
+            or whole_para
             or words >= TARGET_WORDS
         ):
             chunks.append(cur)
