@@ -44,6 +44,11 @@ def _stemmer():
     return _local.stemmer
 
 
+def stem(word: str) -> str:
+    """The stem the lexical index uses for a lower-case word."""
+    return _stemmer().stemWord(word)
+
+
 def bm25_tokenize(texts: list[str], return_ids: bool):
     """The one tokenizer for both indexing and querying, so stems always match."""
     import bm25s

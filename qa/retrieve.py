@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from rapidfuzz import fuzz
 
 from index import layout
 from index.store import SearchIndex
@@ -34,6 +35,18 @@ class Candidate:
     holder: float = 0.0  # 1 when the question names a holder of a view this passage reports
     rrf: float = 0.0
     score: float = 0.0
+
+
+VARIANT_MIN_LEN = 7
+VARIANT_RATIO = 85
+
+
+DERIVATION = re.compile(r"(?:ism|ist|ian|ic|ed|ing|al)?s?$")
+
+
+def _forms_of_one_word(a: str, b: str) -> bool:
+    """Inflections ("Uprisings") and derivations ("Stalinist"): not spellings of one name."""
+    return layout.stem(a) == layout.stem(b) or DERIVATION.sub("", a) == DERIVATION.sub("", b)
 
 
 @dataclass
@@ -68,6 +81,10 @@ class Retriever:
         self.sentence_terms = [frozenset(t) for t in layout.bm25_tokenize(sentences, return_ids=False)]
         self.sentence_texts = sentences
         self.words = frozenset(w.lower() for s in sentences for w in WORD.findall(s))  # unstemmed vocabulary
+        self.by_prefix: dict[str, list[str]] = {}
+        for w in self.words:
+            if len(w) >= VARIANT_MIN_LEN:
+                self.by_prefix.setdefault(w[:4], []).append(w)
         self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
         self.sentence_owner = sentence_owner  # passage position of each sentence
         self.sentence_start = np.searchsorted(sentence_owner, np.arange(len(index.passages)))
@@ -77,6 +94,17 @@ class Retriever:
         self.n = len(index.passages)
         self._idf = {t: math.log(1 + self.n / (1 + df)) for t, df in self.df.items()}
         self._idf_unseen = math.log(1 + self.n)
+
+    def spelling_variants(self, question: str) -> list[str]:
+        """Other spellings the collection uses for the question's long capitalised words: transliterated
+        names differ between sources ("Khrushchev" / "Khrushchov", "Zinoviev" / "Zinovyev")."""
+        out = []
+        names = {w.lower() for w in WORD.findall(question) if len(w) >= VARIANT_MIN_LEN and w[0].isupper()}
+        for w in names:
+            for v in self.by_prefix.get(w[:4], ()):
+                if abs(len(v) - len(w)) <= 2 and not _forms_of_one_word(v, w) and fuzz.ratio(v, w) >= VARIANT_RATIO:
+                    out.append(v)
+        return out
 
     def query_terms(self, question: str) -> list[str]:
         words = [w for w in question.lower().split() if w.strip("?.,!'\"") not in QUESTION_WORDS]
@@ -93,7 +121,7 @@ class Retriever:
     def candidates(self, question: str, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Candidate]:
         pool = k if allowed is None else self.n  # filters: score everything, keep what is allowed
         d_scores, d_pos = self.index.dense_search(qvec, pool)
-        l_scores, l_pos = self.index.lexical_search(question, pool)
+        l_scores, l_pos = self.index.lexical_search(" ".join([question, *self.spelling_variants(question)]), pool)
         cands: dict[int, Candidate] = {}
         for rank, (s, p) in enumerate(zip(d_scores[0], d_pos[0], strict=True)):
             if p >= 0 and (allowed is None or allowed[p]):
