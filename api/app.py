@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,19 +37,27 @@ ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
 
 
 class EngineSlot:
-    """Holds the engine once it has loaded, or the reason it could not."""
+    """Holds the engine once it has loaded, or the reason it could not; swaps in a rebuilt index.
+
+    A request takes the engine it will use once, when it starts, so a swap never mixes two indexes in one
+    answer; the old engine goes when its last request is done.
+    """
 
     def __init__(self, settings: Settings, on_failure: OnFailure | None = None):
         self.index_dir, self.corpus_dir, self.on_failure = settings.index_dir, settings.corpus_dir, on_failure
+        self.reload_seconds = settings.reload_seconds
         self.loaded = threading.Event()
         self.engine = None
         self.error: str | None = None
+        self.generation: tuple | None = None  # which index on disk the engine was loaded from
+        self.on_swap: list[Callable[[], None]] = []
 
     def load(self) -> None:
         try:
             from qa.engine import Engine
 
             log.info("loading index and model from %s", self.index_dir)
+            self.generation = self.on_disk()
             self.engine = Engine.load(self.index_dir, self.corpus_dir)
             one_native_thread_per_request()
             log.info("engine ready")
@@ -61,14 +70,47 @@ class EngineSlot:
                 self.on_failure(self.error)
         finally:
             self.loaded.set()
+        if self.engine is not None and self.reload_seconds > 0:
+            threading.Thread(target=self._watch, name="index-watch", daemon=True).start()
+
+    def on_disk(self) -> tuple | None:
+        """Identifies the index now on disk: a rebuild swaps in a new directory with a new manifest."""
+        try:
+            st = (self.index_dir / "manifest.json").stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _watch(self) -> None:
+        """Poll for a rebuilt index (`qa index build` / `qa index add` in another process) and swap it in.
+        A new index that does not load is logged and skipped; the one in use keeps serving."""
+        from qa.engine import Engine
+
+        tried = self.generation
+        while True:
+            time.sleep(self.reload_seconds)
+            now = self.on_disk()
+            if now is None or now in (self.generation, tried):
+                continue
+            tried = now
+            try:
+                engine = Engine.load(self.index_dir, self.corpus_dir)
+            except Exception as exc:
+                log.error("a new index at %s did not load; still serving the previous one: %s", self.index_dir, exc)
+                continue
+            self.engine, self.generation = engine, now
+            for callback in self.on_swap:
+                callback()
+            log.info("swapped in the rebuilt index from %s", self.index_dir)
 
     def get(self, wait: float):
         if not self.loaded.wait(wait):
             message = "the index and model are still loading; retry shortly"
             raise ApiError(503, "not_ready", message, headers={"Retry-After": "5"})
-        if self.engine is None:
+        engine = self.engine
+        if engine is None:
             raise ApiError(503, "not_ready", f"the index could not be loaded: {self.error}")
-        return self.engine
+        return engine
 
 
 def one_native_thread_per_request() -> None:
@@ -125,6 +167,7 @@ def create_app(settings: Settings | None = None, on_load_failure: OnFailure | No
     app.include_router(_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.openapi = _openapi_with_corpus_values(app)
+    slot.on_swap.append(lambda: setattr(app, "openapi_schema", None))  # filter values come from the index
     return app
 
 

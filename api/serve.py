@@ -49,6 +49,7 @@ def run(s: Settings) -> None:
             QA_LOG_LEVEL=s.log_level,
             QA_LOG_FORMAT=s.log_format,
             QA_CORS_ORIGINS=",".join(s.cors_origins),
+            QA_RELOAD_SECONDS=str(s.reload_seconds),
         )
         uvicorn.run("api.app:create_app_from_env", factory=True, workers=s.workers, **options)
         return

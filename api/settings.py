@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = "plain"
     # How long a request waits for the engine while it is still loading before it gets a 503.
     ready_wait_seconds: float = Field(120.0, ge=0)
+    # How often to look for a rebuilt index to swap in (`qa index build` / `qa index add`); 0: never.
+    reload_seconds: float = Field(2.0, ge=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

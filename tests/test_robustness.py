@@ -295,6 +295,29 @@ def test_concurrent_asks_and_loads_while_the_index_is_rebuilt(small, tmp_path):
     assert all("kept changing" in r or "no index directory" in r or "incomplete" in r for r in refused), refused
 
 
+def _work_ids(url: str) -> set[str]:
+    status, body = get(url + "/v1/works")
+    assert status == 200
+    return {w["id"] for w in json.loads(body)}
+
+
+def test_serve_swaps_in_the_index_that_qa_index_add_rebuilt(small, tmp_path):
+    """A running `qa serve` picks up an index rebuilt by another process, without a restart or an error."""
+    corpus = Path(shutil.copytree(small[0], tmp_path / "corpus"))
+    index = Path(shutil.copytree(small[1], tmp_path / "index"))
+    with running_server(index, "--corpus", str(corpus)) as srv:
+        before = _work_ids(srv.url)
+        out = qa("index", "add", str(SHORTEST[1]), "--corpus", str(corpus), "--index", str(index))
+        assert out.returncode == 0, out.stderr[-2000:]
+        deadline = time.monotonic() + 120
+        while _work_ids(srv.url) == before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert before < _work_ids(srv.url)
+        status, body = _post(srv.url, "What is Stalinism?")
+        assert status == 200 and set(p["id"] for p in body["passages"]) <= set(generation_ids(index))
+        assert "swapped in the rebuilt index" in Path(srv.log).read_text()
+
+
 # --- IVF-PQ with exact re-ranking (index/build.py) ------------------------------------------------------
 
 
