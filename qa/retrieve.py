@@ -37,10 +37,8 @@ class Candidate:
     score: float = 0.0
 
 
-VARIANT_MIN_LEN = 7
-VARIANT_RATIO = 85
-
-
+VARIANT_MIN_LEN = 7  # shorter words have too many near neighbours to call one a respelling
+VARIANT_RATIO = 85  # rapidfuzz ratio: one or two letters apart in a name of seven or more
 DERIVATION = re.compile(r"(?:ism|ist|ian|ic|ed|ing|al)?s?$")
 
 
