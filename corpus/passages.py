@@ -96,12 +96,15 @@ def chunk(sents: list[Sentence]) -> list[list[Sentence]]:
     for s in sents:
         new_section = cur and s.section != cur[-1].section
         new_para = cur and s.paragraph != cur[-1].paragraph
-        # A paragraph that makes a passage by itself (a block quote, say) does not take a short lead-in.
+        # A paragraph that makes a passage by itself (a block quote, say) does not take a short lead-in;
+        # a short one (a caption, "Bukharin on Stalin's theoretical position, 1928.") stays with what it
+        # follows.
         whole_para = new_para and para_words[s.paragraph] >= MIN_WORDS and words >= MIN_WORDS // 2
+        caption = new_para and para_words[s.paragraph] < MIN_WORDS // 2 and words + s.words <= MAX_WORDS
         if cur and (
             new_section
             or (words + s.words > MAX_WORDS and words >= MIN_WORDS // 2)
-            or (new_para and words >= MIN_WORDS)
+            or (new_para and words >= MIN_WORDS and not caption)
             or whole_para
             or words >= TARGET_WORDS
         ):
