@@ -17,6 +17,7 @@ from corpus.ingest import CORPUS_DIR, FORMATS, Corpus, corpus_files, load_corpus
 from corpus.model import Passage, Work
 from index.build import build_index, embedding_text
 from index.encoder import DEFAULT_MODEL, load_encoder
+from index.layout import clean_text
 from index.store import IndexLoadError, SearchIndex
 from qa import abstain, viewpoints
 from qa.citation import make_citation
@@ -69,7 +70,7 @@ def build_default_index(
     sentences, owners, spans = [], [], []
     for pos, p in enumerate(corpus.passages):
         for a, b in sentence_text_spans(p, corpus.texts[p.file]):
-            sentences.append(p.text[a:b].replace("\u00ad", ""))
+            sentences.append(clean_text(p.text[a:b]))
             owners.append(pos)
             spans.append([a, b])
     # While the parse holds one core, the passages are encoded on the other; then the sentences, on both.
@@ -331,7 +332,7 @@ class Engine:
             )
         return ok
 
-    def _highlights(self, c: Candidate, qvec: np.ndarray, terms: list[str]) -> list[Highlight]:
+    def _highlights(self, c: Candidate, qvec: np.ndarray, terms: tuple[str, ...]) -> list[Highlight]:
         """The passage's sentences that best answer the question, best first (raw-file spans).
 
         An adjacent sentence that scores almost as well joins the best one: answers often span two.

@@ -11,6 +11,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -23,6 +24,13 @@ RRF_K = 60
 QUESTION_WORDS = frozenset(
     "what which who whom whose when where why how did does do was were is are according said say says many much".split()
 )
+
+
+@lru_cache(maxsize=1024)  # ranking, abstention and highlights all ask for the same question's terms
+def query_terms(question: str) -> tuple[str, ...]:
+    """The question's stemmed content terms, in order, without question words."""
+    words = [w for w in question.lower().split() if w.strip("?.,!'\"") not in QUESTION_WORDS]
+    return tuple(dict.fromkeys(layout.bm25_tokenize([" ".join(words)], return_ids=False)[0]))
 
 
 @dataclass
@@ -104,14 +112,13 @@ class Retriever:
                     out.append(v)
         return out
 
-    def query_terms(self, question: str) -> list[str]:
-        words = [w for w in question.lower().split() if w.strip("?.,!'\"") not in QUESTION_WORDS]
-        return list(dict.fromkeys(layout.bm25_tokenize([" ".join(words)], return_ids=False)[0]))
+    def query_terms(self, question: str) -> tuple[str, ...]:
+        return query_terms(question)
 
     def idf(self, term: str) -> float:
         return self._idf.get(term, self._idf_unseen)
 
-    def coverage(self, terms: list[str], have: frozenset[str] | set[str]) -> float:
+    def coverage(self, terms: tuple[str, ...], have: frozenset[str] | set[str]) -> float:
         """IDF-weighted share of the question's terms found in `have`: rare terms count most."""
         weights = {t: self.idf(t) for t in terms}
         return sum(w for t, w in weights.items() if t in have) / (sum(weights.values()) or 1.0)
@@ -171,7 +178,7 @@ class Retriever:
         best = iter(np.maximum.reduceat(sims, starts))
         return np.array([next(best) if b > a else np.nan for a, b in ranges])
 
-    def sentence_coverage(self, pos: int, i: int, terms: list[str]) -> float:
+    def sentence_coverage(self, pos: int, i: int, terms: tuple[str, ...]) -> float:
         """Term coverage of sentence i of passage `pos`."""
         return self.coverage(terms, self.sentence_terms[self.sentence_start[pos] + i])
 

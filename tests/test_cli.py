@@ -59,12 +59,18 @@ def test_missing_index_is_one_line_saying_how_to_build(tmp_path):
     assert "qa index build" in line
 
 
-@pytest.mark.slow
-def test_corrupt_index_is_one_line(tmp_path):
+def half_truncated_index(tmp_path):
+    """A copy of the built index whose largest file is cut in half."""
     broken = tmp_path / "index"
     shutil.copytree(built_index(), broken)
     victim = max((p for p in broken.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    return broken
+
+
+@pytest.mark.slow
+def test_corrupt_index_is_one_line(tmp_path):
+    broken = half_truncated_index(tmp_path)
     assert "qa index build" in one_error_line(run("ask", "Who was Stalin?", "--index", str(broken)), 1)
 
 
@@ -167,10 +173,7 @@ def test_serve_with_two_workers_and_access_log():
 
 @pytest.mark.slow
 def test_serve_stops_with_one_line_when_the_index_is_corrupt(tmp_path):
-    broken = tmp_path / "index"
-    shutil.copytree(built_index(), broken)
-    victim = max((p for p in broken.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    broken = half_truncated_index(tmp_path)
     cmd = [sys.executable, "-m", "api.cli", "serve", "--port", "0", "--index", str(broken)]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
