@@ -139,7 +139,7 @@ def embedding_text(p: Passage, section_prefix: bool = True) -> str:
 def _write_dense(root: Path, vecs: np.ndarray, ann_threshold: int, ef_search: int, dense_type: str | None) -> dict:
     import faiss
 
-    index, info = make_dense(np.ascontiguousarray(vecs, dtype=np.float32), ann_threshold, ef_search, dense_type)
+    index, info = make_dense(vecs, ann_threshold, ef_search, dense_type)
     faiss.write_index(index, str(root / layout.DENSE_FILE))
     return info
 
@@ -186,7 +186,7 @@ def make_dense(
         index.add(vecs)
     elif kind == "ivfpq_refine":
         # Compressed codes (PQ_M bytes a vector) find candidates; the exact vectors (a flat index, memory-mapped
-        # when loaded) re-rank k_factor x k of them, so scores and passage_vector stay exact.
+        # when loaded) re-rank k_factor x k of them, so scores and passage_vectors stay exact.
         nlist = ivf_lists(n)
         m = PQ_M if dim % PQ_M == 0 else next(d for d in range(min(PQ_M, dim), 0, -1) if dim % d == 0)
         quantizer = faiss.IndexFlatIP(dim)

@@ -135,12 +135,9 @@ class SearchIndex:
         """A numpy array passed to build_index(arrays=...) (read-only when memory-mapped), or None."""
         return self._arrays.get(key)
 
-    def passage_vector(self, pos: int) -> np.ndarray:
-        """The stored dense vector of the passage at `pos` (flat and HNSW-flat indexes keep them)."""
-        return self._dense.reconstruct(int(pos))
-
     def passage_vectors(self, positions) -> np.ndarray:
-        """The stored vectors of several passages, shape (len(positions), dim), in one call."""
+        """The stored dense vectors of the passages at `positions`, shape (len(positions), dim), in one call
+        (every index type keeps exact vectors: flat, HNSW-flat, and IVF-PQ's re-ranking store)."""
         ids = np.asarray(positions, dtype=np.int64)
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)

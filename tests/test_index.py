@@ -108,7 +108,7 @@ def test_dense_search_finds_paraphrase(built):
     scores, idx = index.dense_search(q, 3)
     assert scores.shape == idx.shape == (1, 3) and q.shape == (384,)
     assert "Etymology" in [index.passages[i].section for i in idx[0]]
-    assert float(index.passage_vector(idx[0][0]) @ q) == pytest.approx(scores[0][0], abs=1e-4)
+    assert float(index.passage_vectors([idx[0][0]])[0] @ q) == pytest.approx(scores[0][0], abs=1e-4)
     _, idx = index.dense_search(index.encode_query("What did Chairman Mao think of Stalin?"), 3)
     assert index.passages[idx[0][0]].section == "Maoism and Hoxhaism"
 
@@ -250,7 +250,7 @@ def test_hnsw_above_threshold(corpus, tmp_path, built):
     exact = SearchIndex.load(built)
     top = index.dense_search(q, 1)[1][0][0]
     assert top == exact.dense_search(q, 1)[1][0][0]
-    assert np.allclose(index.passage_vector(top), exact.passage_vector(top))
+    assert np.allclose(index.passage_vectors([top]), exact.passage_vectors([top]))
 
 
 def test_invalid_extra_key_rejected(corpus, tmp_path):
