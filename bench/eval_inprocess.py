@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--index", type=Path, default=ROOT / "var" / "index")
     ap.add_argument("--questions", type=Path, default=EVAL_DIR / "dev.jsonl")
     ap.add_argument("--fusion", choices=["convex", "rrf"], default="convex")
-    ap.add_argument("--weights", help="dense,sentence,lexical,coverage,holder")
+    ap.add_argument("--weights", help="dense,sentence,lexical,coverage,holder,context")
     ap.add_argument("--no-diversify", action="store_true")
     ap.add_argument("--diversity", choices=["quota", "mmr"], default="quota")
     ap.add_argument("--misses", action="store_true")
@@ -46,7 +46,7 @@ def main() -> int:
     engine.diversity = args.diversity
     if args.weights:
         w = [float(x) for x in args.weights.split(",")]
-        for name, value in zip(["dense", "sentence", "lexical", "coverage", "holder"], w, strict=False):
+        for name, value in zip(["dense", "sentence", "lexical", "coverage", "holder", "context"], w, strict=False):
             setattr(engine.weights, name, value)
 
     def ask(url, question, top_k, timeout):

@@ -41,6 +41,7 @@ class Candidate:
     sentence: float = 0.0  # best cosine of question and one sentence of the passage
     coverage: float = 0.0  # IDF-weighted share of the question's terms present in the passage
     holder: float = 0.0  # 1 when the question names a holder of a view this passage reports
+    context: float = 0.0  # mean fused score of the passages beside it in the same work
     rrf: float = 0.0
     score: float = 0.0
 
@@ -62,6 +63,7 @@ class Weights:
     lexical: float = 0.15
     coverage: float = 0.15
     holder: float = 0.1
+    context: float = 0.12
     fusion: str = "convex"  # or "rrf" (measured worse; kept for the ablation)
 
 
@@ -94,6 +96,11 @@ class Retriever:
         self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
         self.sentence_owner = sentence_owner  # passage position of each sentence
         self.sentence_start = np.searchsorted(sentence_owner, np.arange(len(index.passages)))
+        # The passages before and after each one in the same work: its context.
+        ps = index.passages
+        self.neighbours = [
+            [n for n in (i - 1, i + 1) if 0 <= n < len(ps) and ps[n].work == p.work] for i, p in enumerate(ps)
+        ]
         tokens = layout.bm25_tokenize([p.text for p in index.passages], return_ids=False)
         self.passage_terms = [frozenset(t) for t in tokens]
         self.df = Counter(t for terms in self.passage_terms for t in terms)
@@ -140,6 +147,14 @@ class Retriever:
         return list(cands.values())
 
     def score(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
+        if w.fusion == "rrf":
+            for c in cands:
+                c.score = c.rrf
+            return
+        self._fuse(question, qvec, cands, w)
+        self._add_context(question, qvec, cands, w)
+
+    def _fuse(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
         terms = self.query_terms(question)
         words = set(WORD.findall(question.lower()))
         lexical_only = [c for c in cands if c.dense == 0.0]  # their cosine was not returned by the search
@@ -150,16 +165,29 @@ class Retriever:
             c.holder = float(bool(words & self.holder_words[c.pos]))
             c.sentence = c.dense if np.isnan(best) else float(best)
             c.coverage = self.coverage(terms, self.passage_terms[c.pos])
-            if w.fusion == "rrf":
-                c.score = c.rrf
-            else:
-                c.score = (
-                    w.dense * c.dense
-                    + w.sentence * c.sentence
-                    + w.lexical * c.lexical
-                    + w.coverage * c.coverage
-                    + w.holder * c.holder
-                )
+            c.score = (
+                w.dense * c.dense
+                + w.sentence * c.sentence
+                + w.lexical * c.lexical
+                + w.coverage * c.coverage
+                + w.holder * c.holder
+            )
+
+    def _add_context(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
+        """Passage-context smoothing: a match among relevant neighbours is likelier to be on point than an
+        isolated one, since an answer's argument often runs across a passage break. Neighbours outside the
+        candidates are scored too (their BM25 is 0: they missed the lexical pool)."""
+        if not w.context:
+            return
+        have = {c.pos for c in cands}
+        beside = [Candidate(n) for n in sorted({n for c in cands for n in self.neighbours[c.pos]} - have)]
+        self._fuse(question, qvec, beside, w)
+        fused = {c.pos: c.score for c in cands + beside}
+        for c in cands:
+            near = self.neighbours[c.pos]
+            c.context = sum(fused[n] for n in near) / len(near) if near else 0.0
+        for c in cands:
+            c.score += w.context * c.context
 
     def sentence_range(self, pos: int) -> tuple[int, int]:
         """Rows of passage `pos`'s sentences in sentence_vectors."""
