@@ -107,6 +107,7 @@ class Retriever:
         self.n = len(index.passages)
         self._idf = {t: math.log(1 + self.n / (1 + df)) for t, df in self.df.items()}
         self._idf_unseen = math.log(1 + self.n)
+        self._weights_cache: dict[tuple[str, ...], tuple[tuple[tuple[str, float], ...], float]] = {}
 
     def spelling_variants(self, question: str) -> list[str]:
         """Other spellings the collection uses for the question's long capitalised words: transliterated
@@ -127,8 +128,17 @@ class Retriever:
 
     def coverage(self, terms: tuple[str, ...], have: frozenset[str] | set[str]) -> float:
         """IDF-weighted share of the question's terms found in `have`: rare terms count most."""
-        weights = {t: self.idf(t) for t in terms}
-        return sum(w for t, w in weights.items() if t in have) / (sum(weights.values()) or 1.0)
+        weights, total = self._term_weights(terms)
+        return sum(w for t, w in weights if t in have) / total
+
+    def _term_weights(self, terms: tuple[str, ...]) -> tuple[tuple[tuple[str, float], ...], float]:
+        """Each term's IDF and their sum, once per question (coverage is asked of hundreds of texts)."""
+        if terms not in self._weights_cache:
+            if len(self._weights_cache) > 1024:
+                self._weights_cache.clear()
+            weights = tuple((t, self.idf(t)) for t in terms)
+            self._weights_cache[terms] = weights, (sum(w for _, w in weights) or 1.0)
+        return self._weights_cache[terms]
 
     def candidates(self, question: str, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Candidate]:
         pool = k if allowed is None else self.n  # filters: score everything, keep what is allowed
