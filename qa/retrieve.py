@@ -1,8 +1,9 @@
 """Hybrid retrieval: dense and lexical candidates, fused, then re-ranked with sentence-level evidence.
 
 No cross-encoder ships its weights inside a PyPI package, so the re-ranker combines signals measured on the
-dev set (see the README's ablation): passage cosine, best-sentence cosine, BM25, query-term coverage, and
-whether the passage reports the view of someone the question names.
+dev set (see the README's ablation): passage cosine, best-sentence cosine, BM25, query-term coverage,
+whether the passage reports the view of someone the question names, and the same score of the passages
+beside it (its context).
 """
 
 from __future__ import annotations
