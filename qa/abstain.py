@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from qa.retrieve import Candidate, Retriever
 
@@ -71,10 +71,10 @@ def inflections(word: str) -> set[str]:
 def is_unknown(word: str, retriever: Retriever) -> bool:
     """The collection never uses the word in any form (stems are too loose: "illness" -> "ill"),
     allowing for typos ("divisons")."""
-    vocab = retriever.words
-    if inflections(word) & vocab:
+    if inflections(word) & retriever.words:
         return False
-    return not any(fuzz.ratio(word, v) >= 85 for v in vocab if v[:1] == word[:1])
+    same_initial = retriever.by_initial.get(word[:1], ())
+    return process.extractOne(word, same_initial, scorer=fuzz.ratio, score_cutoff=85) is None
 
 
 def decide(question: str, ranked: list[Candidate], retriever: Retriever) -> Decision:

@@ -90,8 +90,10 @@ class Retriever:
         self.sentence_terms = [frozenset(t) for t in layout.bm25_tokenize(sentences, return_ids=False)]
         self.sentence_texts = sentences
         self.words = frozenset(w.lower() for s in sentences for w in WORD.findall(s))  # unstemmed vocabulary
-        self.by_prefix: dict[str, list[str]] = {}
-        for w in self.words:
+        self.by_initial: dict[str, list[str]] = {}  # for typo-tolerant look-ups
+        self.by_prefix: dict[str, list[str]] = {}  # for spelling variants of long names
+        for w in sorted(self.words):
+            self.by_initial.setdefault(w[:1], []).append(w)
             if len(w) >= VARIANT_MIN_LEN:
                 self.by_prefix.setdefault(w[:4], []).append(w)
         self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
