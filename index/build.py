@@ -230,7 +230,7 @@ def _write_encoder(root: Path, encoder: Encoder, backend: str | None) -> dict:
 def _write_bm25(root: Path, passages: list[Passage]) -> dict:
     import bm25s
 
-    tokens = layout.bm25_tokenize([p.text for p in passages], return_ids=True)
+    tokens = layout.bm25_tokenize([p.text for p in passages], return_ids=True, closed_compounds=True)
     bm25 = bm25s.BM25()
     bm25.index(tokens, show_progress=False)
     bm25.save(str(root / layout.BM25_DIR), show_progress=False)

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -27,7 +28,14 @@ STEMMER_LANGUAGE = "english"
 STOPWORDS = "en"
 SOFT_HYPHEN = "\u00ad"
 
+HYPHEN = re.compile(r"[-\u2010\u2011]")
+HYPHENATED = re.compile(r"\b[^\W\d_]+(?:[-\u2010\u2011][^\W\d_]+)+\b")
+
 _local = threading.local()
+
+
+def _with_closed_form(m: re.Match) -> str:
+    return f"{m.group(0)} {HYPHEN.sub('', m.group(0))}"
 
 
 def clean_text(text: str) -> str:
@@ -49,12 +57,20 @@ def stem(word: str) -> str:
     return _stemmer().stemWord(word)
 
 
-def bm25_tokenize(texts: list[str], return_ids: bool):
-    """The one tokenizer for both indexing and querying, so stems always match."""
+def bm25_tokenize(texts: list[str], return_ids: bool, closed_compounds: bool = False):
+    """The one tokenizer for both indexing and querying, so stems always match.
+
+    For documents (`closed_compounds`), a hyphenated word also yields its closed form: "post-war" gives
+    "post", "war" and "postwar", so a question that writes "postwar" matches it. (Not for questions: the
+    closed form of "Tito-Stalin" occurs nowhere and would only count as a missing key term.)
+    """
     import bm25s
 
+    texts = [clean_text(t) for t in texts]
+    if closed_compounds:
+        texts = [HYPHENATED.sub(_with_closed_form, t) for t in texts]
     return bm25s.tokenize(
-        [clean_text(t) for t in texts],
+        texts,
         lower=True,
         stopwords=STOPWORDS,
         stemmer=_stemmer(),

@@ -87,7 +87,8 @@ class Retriever:
         # Names held by many passages ("Stalin", "Party") say nothing about which one is meant.
         rare = {w for w, n in counts.items() if n <= max(3, 0.02 * len(words))}
         self.holder_words = [ws & rare for ws in words]
-        self.sentence_terms = [frozenset(t) for t in layout.bm25_tokenize(sentences, return_ids=False)]
+        sentence_tokens = layout.bm25_tokenize(sentences, return_ids=False, closed_compounds=True)
+        self.sentence_terms = [frozenset(t) for t in sentence_tokens]
         self.sentence_texts = sentences
         self.words = frozenset(w.lower() for s in sentences for w in WORD.findall(s))  # unstemmed vocabulary
         self.by_initial: dict[str, list[str]] = {}  # for typo-tolerant look-ups
@@ -104,7 +105,7 @@ class Retriever:
         self.neighbours = [
             [n for n in (i - 1, i + 1) if 0 <= n < len(ps) and ps[n].work == p.work] for i, p in enumerate(ps)
         ]
-        tokens = layout.bm25_tokenize([p.text for p in index.passages], return_ids=False)
+        tokens = layout.bm25_tokenize([p.text for p in index.passages], return_ids=False, closed_compounds=True)
         self.passage_terms = [frozenset(t) for t in tokens]
         self.df = Counter(t for terms in self.passage_terms for t in terms)
         self.n = len(index.passages)

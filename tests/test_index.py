@@ -123,6 +123,20 @@ def test_lexical_search_stems_plurals(built):
     assert len(index.lexical_search("xylophonic", 5)[1]) == 0
 
 
+def test_hyphenated_words_are_also_indexed_closed():
+    (doc,) = layout.bm25_tokenize(["post-war plans of the anti-Stalinist left, 1936-38"], False, closed_compounds=True)
+    assert {"post", "war", "postwar", "antistalinist"} <= set(doc) and "193638" not in doc
+    (question,) = layout.bm25_tokenize(["the Tito-Stalin split"], False)
+    assert "titostalin" not in question  # a closed form no text uses would count as a missing key term
+
+
+@pytest.mark.slow
+def test_lexical_search_matches_a_closed_compound(built):
+    index = SearchIndex.load(built)
+    _, idx = index.lexical_search("counterrevolutionary", 5)  # the text writes "counter-revolutionary"
+    assert len(idx) > 0 and all("counter-revolutionary" in index.passages[i].text for i in idx)
+
+
 @pytest.mark.slow
 def test_manifest_records_checksums(built, corpus):
     passages, _, files = corpus
