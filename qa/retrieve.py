@@ -161,11 +161,11 @@ class Retriever:
         return list(cands.values())
 
     def score(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
+        self._fuse(question, qvec, cands, w)  # the features are needed by abstention and highlights too
         if w.fusion == "rrf":
             for c in cands:
                 c.score = c.rrf
             return
-        self._fuse(question, qvec, cands, w)
         self._add_context(question, qvec, cands, w)
 
     def _fuse(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
