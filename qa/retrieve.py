@@ -100,11 +100,6 @@ class Retriever:
         self.sentence_vectors = sentence_vectors  # all sentences of all passages, normalized
         self.sentence_owner = sentence_owner  # passage position of each sentence
         self.sentence_start = np.searchsorted(sentence_owner, np.arange(len(index.passages)))
-        # The passages before and after each one in the same work: its context.
-        ps = index.passages
-        self.neighbours = [
-            [n for n in (i - 1, i + 1) if 0 <= n < len(ps) and ps[n].work == p.work] for i, p in enumerate(ps)
-        ]
         tokens = layout.bm25_tokenize([p.text for p in index.passages], return_ids=False, closed_compounds=True)
         self.passage_terms = [frozenset(t) for t in tokens]
         self.df = Counter(t for terms in self.passage_terms for t in terms)
@@ -187,6 +182,11 @@ class Retriever:
                 + w.holder * c.holder
             )
 
+    def neighbours(self, pos: int) -> list[int]:
+        """The passages just before and after passage `pos` in the same work: its context."""
+        ps = self.index.passages
+        return [n for n in (pos - 1, pos + 1) if 0 <= n < self.n and ps[n].work == ps[pos].work]
+
     def _add_context(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
         """Passage-context smoothing: a match among relevant neighbours is likelier to be on point than an
         isolated one, since an answer's argument often runs across a passage break. Neighbours outside the
@@ -194,11 +194,11 @@ class Retriever:
         if not w.context:
             return
         have = {c.pos for c in cands}
-        beside = [Candidate(n) for n in sorted({n for c in cands for n in self.neighbours[c.pos]} - have)]
+        beside = [Candidate(n) for n in sorted({n for c in cands for n in self.neighbours(c.pos)} - have)]
         self._fuse(question, qvec, beside, w)
         fused = {c.pos: c.score for c in cands + beside}
         for c in cands:
-            near = self.neighbours[c.pos]
+            near = self.neighbours(c.pos)
             c.context = sum(fused[n] for n in near) / len(near) if near else 0.0
         for c in cands:
             c.score += w.context * c.context

@@ -134,10 +134,11 @@ def test_passage_in_context(engine):
 
 def test_context_is_the_mean_score_of_the_passages_beside_it_in_its_work(engine):
     passages, retriever = engine.index.passages, engine.retriever
-    for i, near in enumerate(retriever.neighbours):
-        assert all(abs(n - i) == 1 and passages[n].work == passages[i].work for n in near)
     sizes = Counter(p.work for p in passages)
-    assert all(near or sizes[p.work] == 1 for p, near in zip(passages, retriever.neighbours, strict=True))
+    for i, p in enumerate(passages):
+        near = retriever.neighbours(i)
+        assert all(abs(n - i) == 1 and passages[n].work == p.work for n in near)
+        assert near or sizes[p.work] == 1
     question = "Why did Stalin purge the Red Army's officers?"
     qvec = engine.index.encode_query(question)
     cands = retriever.candidates(question, qvec, 60, None)
@@ -146,7 +147,7 @@ def test_context_is_the_mean_score_of_the_passages_beside_it_in_its_work(engine)
     fused = {c.pos: c.score - engine.weights.context * c.context for c in cands}
     checked = 0
     for c in cands:
-        near = retriever.neighbours[c.pos]
+        near = retriever.neighbours(c.pos)
         if near and all(n in by_pos for n in near):
             assert c.context == pytest.approx(sum(fused[n] for n in near) / len(near))
             checked += 1
