@@ -60,6 +60,8 @@ SAY_VERBS = {
 }
 # Phrasal reporting verbs: lemma -> required particle.
 PHRASAL = {"point": "out", "sum": "up"}
+# Verb + object idioms that take a position: "X draws parallels between…", "X makes the case that…".
+STANCE_OBJECTS = {"draw": {"parallel", "comparison", "analogy", "distinction"}, "make": {"case", "comparison"}}
 # Stance verbs: the subject takes a position whatever the complement ("Stalin blamed the kulaks").
 STANCE_VERBS = {
     "criticize", "criticise", "blame", "denounce", "dispute", "question", "reject", "deny",
@@ -360,6 +362,8 @@ def _verb_class(tok):
             return "say"
         return None
     if lem in STANCE_VERBS:
+        return "stance"
+    if any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_OBJECTS.get(lem, ()) for c in tok.children):
         return "stance"
     if lem in SAY_VERBS:
         return "say"

@@ -199,6 +199,15 @@ def test_with_x_noting_and_relative_clause_holders():
     assert "Molotov" in [a["holder"] for a in got]
 
 
+def test_stance_idioms_draw_parallels():
+    got = _one(
+        "Some historians and writers, such as Dietrich Schwanitz, draw parallels between Stalinism and the "
+        "economic policy of Tsar Peter the Great."
+    )
+    assert "Dietrich Schwanitz" in [a["holder"] for a in got]
+    assert _one("The artist drew a picture of the Kremlin walls.") == []
+
+
 def test_groups_and_organisations():
     got = _one(
         "Some historians, such as Robert Service, have blamed Stalinist policies, particularly "
