@@ -57,17 +57,24 @@ SAY_VERBS = {
     "report", "recognize", "recognise", "expect", "comment", "propose", "urge",
     "hint", "imply", "reason", "counter", "retort", "concur", "relate", "recount", "narrate",
     "document", "record", "find", "reveal", "indicate", "attest", "testify", "calculate", "surmise",
+    "lament", "see", "articulate",
 }
+# Reporting verbs that are also plain verbs of perception: a view only as "X sees Y as Z" / "sees that".
+NARROW_SAY_VERBS = {"see"}
 # Phrasal reporting verbs: lemma -> required particle.
 PHRASAL = {"point": "out", "sum": "up"}
 # Verb + object idioms that take a position: "X draws parallels between…", "X makes the case that…".
-STANCE_OBJECTS = {"draw": {"parallel", "comparison", "analogy", "distinction"}, "make": {"case", "comparison"}}
+STANCE_OBJECTS = {
+    "draw": {"parallel", "comparison", "analogy", "distinction", "attention"},
+    "make": {"case", "comparison"},
+}
 # Stance verbs: the subject takes a position whatever the complement ("Stalin blamed the kulaks").
 STANCE_VERBS = {
     "criticize", "criticise", "blame", "denounce", "dispute", "question", "reject", "deny",
     "condemn", "accuse", "attack", "praise", "challenge", "refute", "repudiate", "castigate",
     "cite", "oppose", "disagree", "object", "hail", "credit", "endorse", "advocate", "champion",
     "negate", "vilify", "decry", "dismiss", "rebut", "contest", "applaud", "extol", "laud",
+    "malign", "polemicize", "polemicise",
 }
 VIEW_NOUNS = {
     "view", "opinion", "word", "words", "assessment", "estimation", "estimate", "judgment",
@@ -371,6 +378,8 @@ def _verb_class(tok):
 
 
 def _has_view_complement(verb) -> bool:
+    if verb.lemma_.lower() in NARROW_SAY_VERBS:
+        return _sees_as_or_that(verb)
     doc = verb.doc
     for child in verb.children:
         if child.dep_ in ("ccomp", "xcomp", "parataxis", "oprd"):
@@ -410,6 +419,14 @@ def _has_view_complement(verb) -> bool:
 
 
 COMPLEMENTIZERS = {"that", "whether", "how", "why", "what", "if"}
+
+
+def _sees_as_or_that(verb) -> bool:
+    """ "X saw Y as Z", "X saw that…" are views; "X saw the report" is not."""
+    if any(c.dep_ == "prep" and c.lower_ == "as" for c in verb.children):
+        return True
+    clauses = [c for c in verb.children if c.dep_ == "ccomp"]
+    return any(m.dep_ == "mark" and m.lower_ == "that" for c in clauses for m in c.children)
 
 
 def _mistagged_subject(tok, cls):

@@ -208,6 +208,16 @@ def test_stance_idioms_draw_parallels():
     assert _one("The artist drew a picture of the Kremlin walls.") == []
 
 
+def test_see_is_a_view_only_as_see_x_as_y_or_see_that():
+    [a] = _one("Benito Mussolini saw Stalinism as having transformed Soviet Bolshevism into a Slavic fascism.")
+    assert (a["holder"], a["cue"]) == ("Benito Mussolini", "saw")
+    [a] = _one("Stalin, on the other hand, saw that the national liberation movements were key to the revolution.")
+    assert a["holder"] == "Stalin"
+    assert _one("Let the Soviet people see the secret report which Khrushchev made to the Congress.") == []
+    [a] = _one("Khrushchov has maligned Stalin as the greatest dictator in Russian history.")
+    assert (a["holder"], a["cue"]) == ("Khrushchov", "maligned")
+
+
 def test_groups_and_organisations():
     got = _one(
         "Some historians, such as Robert Service, have blamed Stalinist policies, particularly "
