@@ -59,8 +59,9 @@ SAY_VERBS = {
     "document", "record", "find", "reveal", "indicate", "attest", "testify", "calculate", "surmise",
     "lament", "see", "articulate",
 }
-# Reporting verbs that are also plain verbs of perception: a view only as "X sees Y as Z" / "sees that".
-NARROW_SAY_VERBS = {"see"}
+# Reporting verbs with a plain sense too ("saw the report", "found it hard"): a view only as "X sees Y as Z"
+# or "X found that…".
+NARROW_SAY_VERBS = {"see", "find"}
 # Phrasal reporting verbs: lemma -> required particle.
 PHRASAL = {"point": "out", "sum": "up"}
 # Verb + object idioms that take a position: "X draws parallels between…", "X makes the case that…".
@@ -422,7 +423,7 @@ COMPLEMENTIZERS = {"that", "whether", "how", "why", "what", "if"}
 
 
 def _sees_as_or_that(verb) -> bool:
-    """ "X saw Y as Z", "X saw that…" are views; "X saw the report" is not."""
+    """ "X saw Y as Z", "X found that…" are views; "X saw the report", "X found it hard" are not."""
     if any(c.dep_ == "prep" and c.lower_ == "as" for c in verb.children):
         return True
     clauses = [c for c in verb.children if c.dep_ == "ccomp"]
