@@ -28,8 +28,8 @@ STEMMER_LANGUAGE = "english"
 STOPWORDS = "en"
 SOFT_HYPHEN = "\u00ad"
 
-HYPHEN = re.compile(r"[-\u2010\u2011]")
-HYPHENATED = re.compile(r"\b[^\W\d_]+(?:[-\u2010\u2011][^\W\d_]+)+\b")
+HYPHEN = re.compile(r"[-\u2010\u2011]")  # hyphen-minus, hyphen, non-breaking hyphen (not dashes)
+HYPHENATED = re.compile(rf"\b[^\W\d_]+(?:{HYPHEN.pattern}[^\W\d_]+)+\b")  # words of letters only
 
 _local = threading.local()
 

@@ -193,14 +193,14 @@ class Retriever:
         candidates are scored too (their BM25 is 0: they missed the lexical pool)."""
         if not w.context:
             return
-        have = {c.pos for c in cands}
-        beside = [Candidate(n) for n in sorted({n for c in cands for n in self.neighbours(c.pos)} - have)]
+        near = {c.pos: self.neighbours(c.pos) for c in cands}
+        beside = [Candidate(n) for n in sorted({n for ns in near.values() for n in ns} - near.keys())]
         self._fuse(question, qvec, beside, w)
         fused = {c.pos: c.score for c in cands + beside}
         for c in cands:
-            near = self.neighbours(c.pos)
-            c.context = sum(fused[n] for n in near) / len(near) if near else 0.0
-        for c in cands:
+            ns = near[c.pos]
+            c.context = sum(fused[n] for n in ns) / len(ns) if ns else 0.0
+        for c in cands:  # after all contexts are taken from the fused scores, not from smoothed ones
             c.score += w.context * c.context
 
     def sentence_range(self, pos: int) -> tuple[int, int]:
