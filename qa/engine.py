@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +46,7 @@ HIGHLIGHT_COVERAGE_WEIGHT = 0.1  # sentence cosine + this x the sentence's share
 HIGHLIGHT_MARGIN = 0.05
 COPY_COSINE = 0.95  # passages this similar are versions of one text
 REQUIRED_EXTRAS = ("sentence_owner", "sentence_texts", "sentence_spans", "attributions")
+_PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1  # <linux/prctl.h>
 
 
 class UnknownFilterValue(ValueError):
@@ -131,6 +137,9 @@ def _parse_in_background(passages: list[Passage]) -> Callable[[], list[list[dict
             ok, value = receive.recv()
         except (EOFError, OSError):
             ok, value = False, "the parsing process died"
+        except BaseException:  # Ctrl-C while waiting: the parse is no longer wanted, and join() would wait for it
+            child.terminate()
+            raise
         finally:
             receive.close()
             child.join()
@@ -143,6 +152,7 @@ def _parse_in_background(passages: list[Passage]) -> Callable[[], list[list[dict
 
 
 def _parse_child(send, texts: list[str], contexts: list[str]) -> None:
+    _die_with_parent()
     from qa.attribution import find_attributions
 
     try:
@@ -153,6 +163,30 @@ def _parse_child(send, texts: list[str], contexts: list[str]) -> None:
         send.send(result)
     except OSError:  # the build was killed meanwhile: nobody waits for the result
         pass
+
+
+def _die_with_parent() -> None:
+    """The parse is wanted only by the build that started it: when that process dies, however it dies (SIGKILL
+    included), this one goes too rather than parsing on for nobody (and holding a core)."""
+    # Ctrl-C signals the whole process group: the parent decides, and ends this process when it exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+            prctl(_PR_SET_NAME, b"qa-parse", 0, 0, 0)  # what ps and top show for this process
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the kernel kills us when the parent exits
+        except (OSError, AttributeError):
+            pass
+    # Everywhere (and if the parent died before the death signal was armed): a thread that waits on the
+    # parent's sentinel, which multiprocessing gives every child, and exits when it fires.
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(1)
 
 
 def _attributions(corpus: Corpus, found: list[list[dict]]) -> dict[str, list[dict]]:

@@ -144,6 +144,73 @@ def test_serve_answers_after_a_killed_index_add(small, tmp_path):
     ask_in_process(index, corpus)
 
 
+# --- a killed build leaves no process behind ------------------------------------------------------------
+
+
+def proc_table() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, command name, state) of every process, from /proc/PID/stat."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+        except OSError:  # it exited meanwhile
+            continue
+        pid, comm = head.split(" (", 1)
+        state, ppid = rest.split()[:2]
+        table[int(pid)] = (int(ppid), comm, state)
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, str, str]]) -> set[int]:
+    found, todo = set(), [root]
+    while todo:
+        parent = todo.pop()
+        kids = {pid for pid, (ppid, _, _) in table.items() if ppid == parent} - found
+        found |= kids
+        todo += kids
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    table = proc_table()
+    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(
+    "command,how", [("build", "SIGKILL"), ("build", "SIGTERM"), ("build", "Ctrl-C"), ("add", "SIGKILL")]
+)
+def test_a_killed_build_leaves_no_process_behind(tmp_path, command, how):
+    # The whole bundled corpus: parsing it takes far longer than the few seconds allowed below, so a parse
+    # process that outlived its build would still be there.
+    corpus = corpus_of(tmp_path / "corpus", *SHORTEST)
+    note = tmp_path / "note.txt"
+    note.write_text("The first Five-Year Plan began in 1928.\n", encoding="utf-8")
+    args = ["index", "build"] if command == "build" else ["index", "add", str(note)]
+    cmd = [sys.executable, "-m", "api.cli", *args, "--corpus", str(corpus), "--index", str(tmp_path / "index")]
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    family: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while not any(proc_table()[pid][1] == "qa-parse" for pid in alive(descendants(proc.pid, proc_table()))):
+            assert proc.poll() is None and time.monotonic() < deadline, "no qa-parse process appeared"
+            time.sleep(0.1)
+        family = descendants(proc.pid, proc_table())
+        if how == "Ctrl-C":
+            os.killpg(proc.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+        else:
+            os.kill(proc.pid, getattr(signal, how))  # the build alone: its children must notice
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 5
+        while alive(family) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(family), {pid: proc_table().get(pid) for pid in alive(family)}
+    finally:
+        for pid in alive(family | {proc.pid}):
+            os.kill(pid, signal.SIGKILL)
+
+
 # --- (b) damaged index files: `qa serve` refuses with one line ------------------------------------------
 
 
