@@ -21,11 +21,13 @@ from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
+from api import DISTRIBUTION, version
 from api.errors import ApiError, ErrorBody, install_error_handlers
 from api.logs import configure_logging
 from api.middleware import RequestContextMiddleware
-from api.models import PassageContext, WorkOut
+from api.models import InfoOut, PassageContext, WorkOut
 from api.routing import StrictJSONRoute
 from api.settings import Settings
 from qa.schema import AskRequest, AskResponse
@@ -146,12 +148,15 @@ def create_app(settings: Settings | None = None, on_load_failure: OnFailure | No
         threading.Thread(target=slot.load, name="engine-load", daemon=True).start()
         yield
 
-    app = FastAPI(
+    # /docs and /redoc from assets in the fastapi-offline package, not a CDN: they work without internet.
+    # validatorUrl null: Swagger UI would otherwise send the schema to an online validator for a badge.
+    app = FastAPIOffline(
         title="Stalin and Stalinism: passages from opposed viewpoints",
         description="Answers a question with ranked verbatim passages, each cited and attributed to its "
         "viewpoint. It never writes text of its own, and says so when the collection does not answer.",
-        version="0.1.0",
+        version=version(),
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings, app.state.slot = settings, slot
     install_error_handlers(app)
@@ -188,7 +193,7 @@ def _openapi_with_corpus_values(app: FastAPI) -> Callable[[], dict]:
         for name, values in slot.engine.filter_values.items():
             for option in fields[name].get("anyOf", []):
                 if option.get("type") == "array":
-                    option["items"] = {"type": "string", "enum": sorted(values)}
+                    option["items"] = {**option["items"], "enum": sorted(values)}
         app.openapi_schema = schema
         return schema
 
@@ -203,6 +208,7 @@ def create_app_from_env() -> FastAPI:
 
 
 def _router() -> APIRouter:
+    from corpus.ingest import collection_name
     from qa.engine import UnknownFilterValue  # here, not at the top: importing the engine imports torch
 
     r = APIRouter(route_class=StrictJSONRoute)
@@ -224,6 +230,19 @@ def _router() -> APIRouter:
             return engine.ask(req)
         except UnknownFilterValue as exc:
             raise unknown_filter(exc) from exc
+
+    @r.get("/v1/info", tags=["service"], summary="What is serving: version, collection, index", responses=ERRORS)
+    def info(request: Request, engine: EngineDep) -> InfoOut:
+        manifest = engine.index.manifest
+        return InfoOut(
+            name=DISTRIBUTION,
+            version=version(),
+            collection=collection_name(request.app.state.settings.corpus_dir),
+            model=manifest["model"]["name"],
+            passage_count=len(engine.index),
+            work_count=len(engine.index.works),
+            index_built=manifest.get("created"),  # indexes built before it was recorded have none
+        )
 
     @r.get("/v1/works", tags=["works"], summary="Every work in the collection, with provenance")
     def works(engine: EngineDep) -> list[WorkOut]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from api import DISTRIBUTION
 from api.settings import Settings
 
 DIR = click.Path(file_okay=False, path_type=Path)
@@ -57,6 +58,7 @@ def settings_with(**overrides) -> Settings:
 
 
 @click.group(cls=QAGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name=DISTRIBUTION, prog_name="qa", message="%(prog)s %(version)s")
 def cli() -> None:
     """Ask questions of a collection of texts about Stalin and Stalinism.
 

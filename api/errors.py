@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.logs import request_id
@@ -21,15 +21,20 @@ HTTP_CODES = {
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-    request_id: str | None = None
-    details: list[dict] | None = None
+    code: str = Field(
+        description="stable machine-readable code, e.g. invalid_value, invalid_json, unknown_filter_value, "
+        "not_found, payload_too_large, not_ready, internal_error"
+    )
+    message: str = Field(description="what went wrong, for people (wording may change)")
+    field: str | None = Field(None, description="the request field at fault, e.g. 'filters.year_to' or 'body'")
+    request_id: str | None = Field(None, description="the request's X-Request-ID, to find it in the logs")
+    details: list[dict] | None = Field(
+        None, description="when several fields are at fault: one {field, message} object each"
+    )
 
 
 class ErrorBody(BaseModel):
-    error: ErrorDetail
+    error: ErrorDetail = Field(description="the one error the request met (see details for more fields)")
 
 
 class ApiError(Exception):

@@ -9,17 +9,17 @@ from qa.schema import PassageOut
 
 
 class WorkOut(BaseModel):
-    id: str
-    file: str
-    title: str
-    authors: list[str]
-    author: str
-    year: int | None
-    date_note: str = ""
-    kind: str
+    id: str = Field(description="stable work id, as the `work` filter and /v1/works/{work_id} take it")
+    file: str = Field(description="corpus file the work is in")
+    title: str = Field(description="the work's title")
+    authors: list[str] = Field(description="author names as in the manifest")
+    author: str = Field(description="the authors as one display string")
+    year: int | None = Field(description="year of the work, null when unknown")
+    date_note: str = Field("", description="what the year stands for when it needs saying, e.g. an undated revision")
+    kind: str = Field(description="kind of work, e.g. 'encyclopedia article'")
     origin: str = Field(description="where the text comes from: edition, publisher, revision")
     viewpoint: str = Field(description="one line a librarian can rely on")
-    viewpoint_label: str
+    viewpoint_label: str = Field(description="the work's viewpoint label from the manifest vocabulary")
     inferred: bool = Field(False, description="true when the file had no manifest entry")
 
     @classmethod
@@ -31,10 +31,10 @@ class WorkOut(BaseModel):
 class PassageContext(BaseModel):
     """A passage with its neighbours in the same work, in reading order."""
 
-    passage: PassageOut
-    before: list[PassageOut] = []
-    after: list[PassageOut] = []
-    work: WorkOut | None = None
+    passage: PassageOut = Field(description="the passage asked for")
+    before: list[PassageOut] = Field([], description="passages just before it in the same work, in reading order")
+    after: list[PassageOut] = Field([], description="passages just after it in the same work, in reading order")
+    work: WorkOut | None = Field(None, description="the work the passage is from")
 
     @classmethod
     def of(cls, found: dict, engine) -> PassageContext:
@@ -42,3 +42,15 @@ class PassageContext(BaseModel):
         work = engine.work(out.passage.source.work)
         out.work = WorkOut.of(work) if work else None
         return out
+
+
+class InfoOut(BaseModel):
+    """What is serving: the software, the collection and the index it answers from."""
+
+    name: str = Field(description="the software's distribution name")
+    version: str = Field(description="the software's version")
+    collection: str = Field(description="the collection's name (the corpus manifest's, else its directory's)")
+    model: str = Field(description="the embedding model the index was built with")
+    passage_count: int = Field(description="passages in the index")
+    work_count: int = Field(description="works in the index")
+    index_built: str | None = Field(description="when the index was built (ISO 8601, UTC); null if not recorded")

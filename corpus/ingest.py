@@ -128,6 +128,12 @@ def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
     return out
 
 
+def collection_name(root: Path, manifest: dict | None = None) -> str:
+    """The manifest's [corpus] name, or the corpus directory's name when it has none."""
+    manifest = load_manifest(root) if manifest is None else manifest
+    return manifest.get("corpus", {}).get("name", root.resolve().name)
+
+
 def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) -> Corpus:
     """Ingest every supported file in `root` (and `extra_files`) into works and passages."""
     manifest = load_manifest(root)
@@ -135,7 +141,7 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
     paths = sorted(p for p in root.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
     paths += [p for p in extra_files or [] if p.name not in {q.name for q in paths}]
     corpus = Corpus(
-        root=root, name=manifest.get("corpus", {}).get("name", root.name), works={}, passages=[], files={},
+        root=root, name=collection_name(root, manifest), works={}, passages=[], files={},
         texts={}, viewpoints=dict(manifest.get("viewpoints", {})), holders=dict(manifest.get("holders", {})),
     )  # fmt: skip
     work_texts: list[WorkText] = []

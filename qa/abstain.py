@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz, process
 
 from qa.retrieve import Candidate, Retriever
+from qa.schema import ReasonCode
 
 MIN_SENTENCE_COS = 0.35
 MIN_COVERAGE = 0.3
@@ -49,7 +50,8 @@ FOCUS = re.compile(
 @dataclass
 class Decision:
     answered: bool
-    reason: str
+    code: ReasonCode  # one per branch of decide(): for programs
+    reason: str  # the same, for people
 
 
 def focus_word(question: str) -> str | None:
@@ -79,21 +81,22 @@ def is_unknown(word: str, retriever: Retriever) -> bool:
 
 def decide(question: str, ranked: list[Candidate], retriever: Retriever) -> Decision:
     if not ranked:
-        return Decision(False, "no passage in the collection matches the question")
+        return Decision(False, ReasonCode.no_passages, "no passage in the collection matches the question")
     top = ranked[:TOP]
     best_sentence = max(c.sentence for c in top)
     covered = set().union(*(retriever.passage_terms[c.pos] for c in top))
     coverage = retriever.coverage(retriever.query_terms(question), covered)
     if best_sentence < MIN_SENTENCE_COS:
-        return Decision(False, "the collection holds nothing close to this question")
+        return Decision(False, ReasonCode.off_topic, "the collection holds nothing close to this question")
     focus = focus_word(question)
     if focus and is_unknown(focus, retriever):
-        return Decision(False, f"the collection never mentions “{focus}”")
+        return Decision(False, ReasonCode.focus_word_missing, f"the collection never mentions “{focus}”")
     if coverage < MIN_COVERAGE:
-        return Decision(False, "the closest passages do not contain the question's key terms")
+        reason = "the closest passages do not contain the question's key terms"
+        return Decision(False, ReasonCode.key_terms_missing, reason)
     if ASKS_QUANTITY.match(question) and not _quantity_stated(question, ranked[:QUANTITY_TOP], retriever):
-        return Decision(False, "the closest passages give no number for what the question asks")
-    return Decision(True, "supported by the passages below")
+        return Decision(False, ReasonCode.no_number, "the closest passages give no number for what the question asks")
+    return Decision(True, ReasonCode.answered, "supported by the passages below")
 
 
 def _quantity_stated(question: str, ranked: list[Candidate], retriever: Retriever) -> bool:

@@ -323,6 +323,7 @@ class Engine:
         return AskResponse(
             question=req.question,
             answered=decision.answered,
+            reason_code=decision.code,
             reason=decision.reason,
             passages=passages,
             viewpoints=viewpoints.groups(passages, self),

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
+import subprocess
+import tomllib
+import unicodedata
+from datetime import datetime
+from importlib.metadata import version
 
 import pytest
-from _api_support import QUESTION, built_index, is_verbatim
+from _api_support import CORPUS_DIR, QUESTION, REPO, built_index, is_verbatim
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from api import DISTRIBUTION
 from api.app import create_app
 from api.logs import JsonFormatter, request_id
 from api.settings import Settings
-from qa.schema import AskResponse
+from qa.schema import VISIBLE_CHAR, AskRequest, AskResponse, ReasonCode
 
 pytestmark = pytest.mark.slow
 UNANSWERABLE = "What is the boiling point of mercury in kelvin?"
@@ -68,10 +77,51 @@ def test_request_id_is_echoed_or_generated(client):
     assert "\n" not in forged and " " not in forged
 
 
-def test_openapi_docs(client):
-    assert client.get("/docs").status_code == 200
+def test_openapi_docs_are_served_from_the_package(client):
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/ask", "/v1/works", "/v1/works/{work_id}", "/v1/passages/{passage_id}"} <= set(paths)
+    assert {"/v1/ask", "/v1/info", "/v1/works", "/v1/works/{work_id}", "/v1/passages/{passage_id}"} <= set(paths)
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets and all(a.startswith("/") for a in assets), assets  # nothing from a CDN
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset
+
+
+def test_info_says_what_is_serving(client):
+    info = client.get("/v1/info").json()
+    index = json.loads((built_index() / "manifest.json").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    collection = tomllib.loads((CORPUS_DIR / "manifest.toml").read_text())["corpus"]["name"]
+    assert info["name"] == project["name"] == DISTRIBUTION and info["version"] == version(DISTRIBUTION)
+    assert info["collection"] == collection and info["model"] == index["model"]["name"]
+    assert info["passage_count"] == index["passage_count"] > 0
+    assert info["work_count"] == len(client.get("/v1/works").json()) >= 5
+    built = datetime.fromisoformat(info["index_built"])
+    assert built.tzinfo is not None and (datetime.now(built.tzinfo) - built).days < 1
+
+
+def test_app_version_is_the_installed_one(client):
+    assert client.get("/openapi.json").json()["info"]["version"] == version(DISTRIBUTION)
+
+
+RESPONSE_MODELS = [
+    "AskResponse", "PassageOut", "Source", "Highlight", "SpanOut", "Attribution", "ViewpointOut", "Citation",
+    "NoteOut", "ViewpointGroup", "WorkOut", "PassageContext", "InfoOut", "ErrorBody", "ErrorDetail",
+]  # fmt: skip
+
+
+def test_every_response_field_is_described(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    undescribed = [
+        f"{model}.{name}"
+        for model in RESPONSE_MODELS
+        for name, prop in schemas[model]["properties"].items()
+        if not prop.get("description")
+    ]
+    assert not undescribed
+    reason_code = schemas["AskResponse"]["properties"]["reason_code"]
+    assert schemas[reason_code["$ref"].rsplit("/", 1)[-1]]["enum"] == [c.value for c in ReasonCode]
 
 
 def test_page_and_static_files(client):
@@ -81,13 +131,28 @@ def test_page_and_static_files(client):
         assert client.get(f"/static/{name}").status_code == 200
 
 
-def test_cors_follows_settings():
-    app = create_app(Settings(index_dir=built_index(), cors_origins=["https://library.example"]))
+def test_cors_preflight_follows_settings(tmp_path):
+    app = create_app(Settings(index_dir=tmp_path, cors_origins=["https://library.example"]))
     c = TestClient(app)  # not started: CORS needs no engine
-    headers = {"Origin": "https://library.example", "Access-Control-Request-Method": "POST"}
+    headers = {
+        "Origin": "https://library.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
     r = c.options("/v1/ask", headers=headers)
+    assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "https://library.example"
+    assert "POST" in r.headers["access-control-allow-methods"]
+    assert "content-type" in r.headers["access-control-allow-headers"].lower()
     r = c.options("/v1/ask", headers=headers | {"Origin": "https://elsewhere.example"})
+    assert "access-control-allow-origin" not in r.headers
+    simple = c.get("/healthz", headers={"Origin": "https://library.example"})
+    assert simple.headers["access-control-allow-origin"] == "https://library.example"
+
+
+def test_no_cors_headers_unless_configured(tmp_path):
+    c = TestClient(create_app(Settings(index_dir=tmp_path, cors_origins=[])))
+    r = c.options("/v1/ask", headers={"Origin": "https://library.example", "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in r.headers
 
 
@@ -138,16 +203,64 @@ def test_ask_top_k_and_work_filter(client, answer):
     assert 1 <= len(passages) <= 3 and {p["source"]["work"] for p in passages} == {work}
 
 
-def test_ask_abstains_with_the_nearest_passages(client):
+def test_ask_abstains_with_the_nearest_passages(client, answer):
     r = client.post("/v1/ask", json={"question": UNANSWERABLE})
     body = r.json()
     assert r.status_code == 200 and body["answered"] is False and body["reason"]
+    assert body["reason_code"] in {c.value for c in ReasonCode} - {"answered"}
     assert body["passages"] and not any(p["supports_answer"] for p in body["passages"])
+    assert answer["reason_code"] == "answered"
+
+
+def test_filters_that_leave_no_passage_say_so_by_code(client):
+    r = client.post("/v1/ask", json={"question": QUESTION, "filters": {"year_from": 3000}})
+    body = r.json()
+    assert r.status_code == 200 and body["reason_code"] == "no_passages" and not body["passages"]
+
+
+def meaningless(c: str) -> bool:
+    """What the question must not consist of alone: whitespace to Python or to ECMA-262 (U+FEFF), controls."""
+    return c.isspace() or c == "\ufeff" or unicodedata.category(c) == "Cc"
+
+
+BMP = [chr(i) for i in range(0x10000) if not 0xD800 <= i <= 0xDFFF]
+
+
+def test_question_pattern_is_what_the_validator_accepts():
+    """Python's re, pydantic's Rust regex (the schema pattern) and the validator agree on every character."""
+    pattern = re.compile(VISIBLE_CHAR)
+    assert [c for c in map(chr, range(0x110000)) if not pattern.search(c)] == [c for c in BMP if meaningless(c)]
+    for c in BMP:
+        try:
+            AskRequest(question=c)
+            accepted = True
+        except ValidationError:
+            accepted = False
+        assert accepted is not meaningless(c), hex(ord(c))
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node (an ECMA-262 engine) is not installed")
+def test_question_pattern_means_the_same_in_ecma262():
+    """JSON Schema patterns are ECMA-262 regexes: clients read the published pattern with node's engine."""
+    script = (
+        "const p = process.argv[1]; const out = {};"
+        "for (const flags of ['', 'u']) { const re = new RegExp(p, flags); const bad = [];"
+        "  for (let i = 0; i < 0x10000; i++) { if (i >= 0xd800 && i <= 0xdfff) continue;"
+        "    if (!re.test(String.fromCharCode(i))) bad.push(i); }"
+        "  out[flags || 'plain'] = bad; }"
+        "console.log(JSON.stringify(out));"
+    )
+    run = subprocess.run(["node", "-e", script, VISIBLE_CHAR], capture_output=True, text=True, timeout=60, check=True)
+    expected = [ord(c) for c in BMP if meaningless(c)]
+    assert json.loads(run.stdout) == {"plain": expected, "u": expected}
 
 
 BAD_BODIES = [
     pytest.param({"question": ""}, "question", id="empty"),
     pytest.param({"question": "   \n\t "}, "question", id="whitespace"),
+    pytest.param({"question": "\u001e"}, "question", id="record-separator"),
+    pytest.param({"question": "\ufeff\u0085\u00a0\u3000"}, "question", id="unicode-blanks"),
+    pytest.param({"question": "\u0000\u0007"}, "question", id="controls"),
     pytest.param({"question": "x" * 1001}, "question", id="too-long"),
     pytest.param({"question": 42}, "question", id="not-a-string"),
     pytest.param({"question": ["a"]}, "question", id="list"),
@@ -159,6 +272,10 @@ BAD_BODIES = [
     pytest.param({"question": "q", "colour": "red"}, "colour", id="unknown-field"),
     pytest.param({"question": "q", "filters": {"viewpoint": "x"}}, "filters.viewpoint", id="filter-not-list"),
     pytest.param({"question": "q", "filters": {"shelf": ["x"]}}, "filters.shelf", id="unknown-filter"),
+    pytest.param({"question": "q", "filters": {"year_from": 2000, "year_to": 1900}}, "filters.year_to", id="years"),
+    pytest.param({"question": "q", "filters": {"work": [""]}}, "filters.work[0]", id="empty-value"),
+    pytest.param({"question": "q", "filters": {"kind": ["k" * 201]}}, "filters.kind[0]", id="long-value"),
+    pytest.param({"question": "q", "filters": {"author": ["a"] * 101}}, "filters.author", id="many-values"),
 ]
 
 
