@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
+from importlib.metadata import version
 
 import pytest
 from _api_support import CORPUS_DIR, QUESTION, REPO, built_index, get, running_server, small_corpus
@@ -37,6 +39,12 @@ def one_error_line(result, code: int) -> str:
 def test_help_everywhere(args):
     result = run(*args, "--help")
     assert result.exit_code == 0 and "Usage: qa" in result.output
+
+
+def test_version_is_the_installed_distributions():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    result = run("--version")
+    assert result.exit_code == 0 and result.output == f"qa {version(project['name'])}\n"
 
 
 def test_console_script_entry_point_runs():
