@@ -1,0 +1,276 @@
+"""Every figure on every collection, with 95 % bootstrap intervals, the macro average, and a paired comparison
+against a saved run. The one command a ranking, abstention or viewpoint change is judged by.
+
+    python bench/eval_all.py                                   # all four collections' dev questions
+    python bench/eval_all.py --sets demo,squad2 --save mine    # a subset; keep this run as bench/runs/mine.json
+    python bench/eval_all.py --baseline landed                 # compare with bench/runs/landed.json
+
+Collections: the demo collection (the bundled corpus, ../shared/eval/dev.jsonl), and ../shared/eval/external's
+SQuAD 2.0, PERSPECTRUM and BEIR SciFact (each its corpus folder and dev.jsonl). Scoring is the shared scorers'
+own: run_eval.py's for passage figures, beir_eval.py's nDCG@10 (top 50 passages, documents by their best
+passage) for SciFact. Questions are asked in-process (no HTTP), so latency is not reported here: bench/latency.py.
+
+Each collection's index is built once and kept under var/eval/, keyed by the corpus's contents. A cached index
+built by other ingestion or indexing code (corpus/, index/, qa/attribution.py, qa/build.py) is used with a warning;
+--rebuild builds it again.
+
+Intervals: percentile bootstrap over questions (2,000 resamples, fixed seed). A comparison with a baseline
+resamples the per-question differences of the questions both runs share (a paired bootstrap); a change is
+"worse" on a collection when its whole interval lies below zero. Ship a change only if the macro average goes up
+and no collection is worse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_DIR = ROOT.parent / "shared" / "eval"
+EXTERNAL = EVAL_DIR / "external"
+RUNS = ROOT / "bench" / "runs"
+CACHE = ROOT / "var" / "eval"
+# The source that decides what an index holds: a cached index built by other code is flagged.
+BUILD_SOURCES = ("corpus", "index", "qa/attribution.py", "qa/build.py")
+RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    corpus: Path
+    questions: Path
+    primary: str  # the figure the macro average takes from this collection
+    documents: bool = False  # scored at document level, as BEIR scores it
+
+
+def collections() -> dict[str, Collection]:
+    sys.path.insert(0, str(ROOT))
+    from corpus.ingest import CORPUS_DIR
+
+    def external(name: str, primary: str, documents: bool = False) -> Collection:
+        return Collection(name, EXTERNAL / name / "corpus", EXTERNAL / name / "dev.jsonl", primary, documents)
+
+    demo = Collection("demo", CORPUS_DIR, EVAL_DIR / "dev.jsonl", "mrr@10")
+    found = [demo, external("squad2", "mrr@10"), external("perspectrum", "mrr@10")]
+    found.append(external("scifact", "ndcg@10", documents=True))
+    return {c.name: c for c in found}
+
+
+def load_module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def digest_tree(paths: list[Path], h) -> None:
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if f.suffix in (".pyc",) or "__pycache__" in f.parts:
+                continue
+            h.update(f.name.encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+
+
+def digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    digest_tree(paths, h)
+    return h.hexdigest()[:16]
+
+
+def corpus_key(corpus: Path) -> str:
+    """The documents load_corpus would read, and the manifest that describes them."""
+    from corpus.ingest import corpus_files
+
+    h = hashlib.sha256(json.dumps(corpus_files(corpus), sort_keys=True).encode())
+    if (corpus / "manifest.toml").exists():
+        h.update((corpus / "manifest.toml").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def ensure_index(c: Collection, rebuild: bool) -> Path:
+    from qa.engine import build_default_index
+
+    path = CACHE / f"{c.name}-{corpus_key(c.corpus)}"
+    sources = digest([ROOT / s for s in BUILD_SOURCES if (ROOT / s).exists()])
+    stamp = path.with_suffix(".sources")
+    if rebuild or not (path / "manifest.json").exists():
+        t0 = time.perf_counter()
+        print(f"[{c.name}] building the index at {path} ...", file=sys.stderr, flush=True)
+        build_default_index(c.corpus, path, progress=True)
+        stamp.write_text(sources)
+        print(f"[{c.name}] built in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    elif not stamp.exists() or stamp.read_text() != sources:
+        print(f"[{c.name}] warning: the cached index was built by other ingestion code (--rebuild)", file=sys.stderr)
+    return path
+
+
+def per_question_passages(c: Collection, engine, run_eval) -> list[dict]:
+    """run_eval.py's rows (rank, answered, highlight, coverage, holders per question), asked in-process."""
+    from qa.schema import AskRequest
+
+    def ask(url, question, top_k, timeout):
+        return engine.ask(AskRequest(question=question, top_k=top_k)).model_dump(mode="json"), 0.0
+
+    run_eval.ask = ask
+    questions = run_eval.load_questions(c.questions)
+    result = run_eval.evaluate("in-process", questions, run_eval.Corpus(c.corpus), 10, 30)
+    rows = []
+    for r in result["rows"]:
+        row = {"id": r["id"]}
+        if r["answerable"]:
+            rank = r["rank"]
+            row |= {
+                "hit@1": float(rank == 1),
+                "hit@5": float(rank is not None and rank <= 5),
+                "mrr@10": 1.0 / rank if rank and rank <= 10 else 0.0,
+                "highlight@1": float(r["highlight"]),
+                "answer_rate": float(r["answered"]),
+            }
+        else:
+            row["abstain"] = float(not r["answered"])
+        for key in ("coverage", "holders"):
+            if key in r:
+                row[{"coverage": "coverage@10", "holders": "holders@5"}[key]] = r[key]
+        rows.append(row)
+    return rows
+
+
+def per_question_documents(c: Collection, engine, beir) -> list[dict]:
+    """beir_eval.py's per-query figures: documents ranked by their best passage among the top 50."""
+    import re
+
+    from qa.schema import AskRequest
+
+    rows = []
+    for q in beir.load_jsonl(c.questions):
+        m = re.search(r"query-id (\S+?);", q.get("note", ""))
+        qid = m.group(1) if m else q["id"]
+        rel = {Path(g["file"]).stem: 1 for g in q["gold"]}
+        passages = engine.ask(AskRequest(question=q["question"], top_k=50)).model_dump(mode="json")["passages"]
+        docs = [d for d in beir.doc_ranking(passages) if d != qid]
+        rows.append(
+            {
+                "id": q["id"],
+                "ndcg@10": beir.ndcg_at(docs, rel, 10),
+                "recall@10": beir.recall_at(docs, rel, 10),
+                "mrr@10": beir.mrr_at(docs, rel, 10),
+            }
+        )
+    return rows
+
+
+def bootstrap(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    means = values[rng.integers(0, len(values), size=(RESAMPLES, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarise(rows: list[dict]) -> dict[str, dict]:
+    rng = np.random.default_rng(0)
+    metrics = sorted({k for r in rows for k in r if k != "id"})
+    out = {}
+    for m in metrics:
+        values = np.array([r[m] for r in rows if m in r], dtype=float)
+        lo, hi = bootstrap(values, rng)
+        out[m] = {"mean": float(values.mean()), "lo": lo, "hi": hi, "n": len(values)}
+    return out
+
+
+def paired(rows: list[dict], base_rows: list[dict], metric: str) -> tuple[float, float, float, int] | None:
+    base = {r["id"]: r[metric] for r in base_rows if metric in r}
+    pairs = [(r[metric], base[r["id"]]) for r in rows if metric in r and r["id"] in base]
+    if len(pairs) < 2:
+        return None
+    diff = np.array([a - b for a, b in pairs])
+    lo, hi = bootstrap(diff, np.random.default_rng(1))
+    return float(diff.mean()), lo, hi, len(pairs)
+
+
+def evaluate(names: list[str], rebuild: bool = False) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from qa.engine import Engine
+
+    run_eval = load_module(EVAL_DIR / "run_eval.py")
+    beir = load_module(EXTERNAL / "beir_eval.py")
+    every = collections()
+    out = {"collections": {}}
+    for name in names:
+        c = every[name]
+        engine = Engine.load(ensure_index(c, rebuild), c.corpus)
+        t0 = time.perf_counter()
+        rows = per_question_documents(c, engine, beir) if c.documents else per_question_passages(c, engine, run_eval)
+        seconds = time.perf_counter() - t0
+        out["collections"][name] = {"primary": c.primary, "rows": rows, "summary": summarise(rows), "ask_s": seconds}
+        print(f"[{name}] {len(rows)} questions in {seconds:.0f} s", file=sys.stderr, flush=True)
+    primaries = [v["summary"][v["primary"]]["mean"] for v in out["collections"].values()]
+    out["macro"] = float(np.mean(primaries)) if primaries else None
+    return out
+
+
+def fmt(s: dict) -> str:
+    return f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
+
+
+def report(run: dict, baseline: dict | None) -> str:
+    lines = []
+    for name, col in run["collections"].items():
+        lines.append(f"\n{name} (macro figure: {col['primary']})")
+        base = (baseline or {}).get("collections", {}).get(name)
+        for metric, s in col["summary"].items():
+            line = f"  {metric:<12} {fmt(s)}  n={s['n']}"
+            if base and (d := paired(col["rows"], base["rows"], metric)):
+                delta, lo, hi, n = d
+                verdict = "worse" if hi < 0 else "better" if lo > 0 else "same"
+                line += f"   vs baseline {delta:+.3f} [{lo:+.3f}, {hi:+.3f}] {verdict}"
+            lines.append(line)
+    primaries = ", ".join(f"{name} {col['primary']}" for name, col in run["collections"].items())
+    macro = f"\nmacro average of {primaries}: "
+    macro += f"{run['macro']:.3f}"
+    if baseline and baseline.get("macro") is not None and set(baseline["collections"]) == set(run["collections"]):
+        macro += f" (baseline {baseline['macro']:.3f}, {run['macro'] - baseline['macro']:+.3f})"
+    lines.append(macro)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="demo,squad2,perspectrum,scifact", help="comma-separated collection names")
+    ap.add_argument("--save", metavar="NAME", help="keep this run as bench/runs/NAME.json")
+    ap.add_argument("--baseline", metavar="NAME", help="compare with bench/runs/NAME.json (a saved run)")
+    ap.add_argument("--rebuild", action="store_true", help="build the collections' indexes again")
+    args = ap.parse_args()
+    names = [n.strip() for n in args.sets.split(",") if n.strip()]
+    unknown = set(names) - set(collections())
+    if unknown:
+        ap.error(f"unknown collection(s): {', '.join(sorted(unknown))} (known: {', '.join(collections())})")
+    baseline = None
+    if args.baseline:
+        path = RUNS / f"{args.baseline}.json"
+        if not path.exists():
+            ap.error(f"no saved run at {path}")
+        baseline = json.loads(path.read_text(encoding="utf-8"))
+    run = evaluate(names, args.rebuild)
+    print(report(run, baseline))
+    if args.save:
+        RUNS.mkdir(parents=True, exist_ok=True)
+        tmp = RUNS / f".{args.save}.json.tmp"
+        tmp.write_text(json.dumps(run, indent=1), encoding="utf-8")
+        tmp.replace(RUNS / f"{args.save}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
