@@ -168,7 +168,7 @@ def create_app(settings: Settings | None = None, on_load_failure: OnFailure | No
             allow_headers=["Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, settings=settings)  # request id, body limits, headers
     app.include_router(_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.openapi = _openapi_with_corpus_values(app)

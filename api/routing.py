@@ -9,8 +9,6 @@ from fastapi.routing import APIRoute
 
 from api.errors import ApiError
 
-MAX_BODY_BYTES = 64 * 1024  # a question is at most 1,000 characters; this leaves room for filters
-
 
 def is_json(content_type: str | None) -> bool:
     if not content_type:
@@ -28,10 +26,9 @@ class StrictJSONRoute(APIRoute):
             return handler
 
         async def route(request: Request) -> Response:
-            body = await request.body()  # cached: the handler reads the same bytes
-            if len(body) > MAX_BODY_BYTES:
-                message = f"request body is over {MAX_BODY_BYTES} bytes"
-                raise ApiError(413, "payload_too_large", message, "body")
+            # Cached: the handler reads the same bytes. Its size and time are limited while it is read
+            # (api.middleware: 413 over settings.max_body_bytes, 408 after settings.body_timeout_seconds).
+            body = await request.body()
             if body and not is_json(request.headers.get("content-type")):
                 message = "send the body as Content-Type: application/json"
                 raise ApiError(415, "unsupported_media_type", message, "body")

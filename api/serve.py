@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -33,14 +34,26 @@ def why_build(s: Settings) -> str | None:
     return "the corpus changed since the index was built" if built_from != corpus_files(s.corpus_dir) else None
 
 
+def http_limits(s: Settings) -> dict:
+    """uvicorn options for the request head's size and time limits (the body's are in api.middleware)."""
+    options = dict(timeout_keep_alive=s.keep_alive_seconds)
+    if importlib.util.find_spec("httptools") is None:  # h11 limits the head's size, not its time
+        return options | dict(http="h11", h11_max_incomplete_event_size=s.max_header_bytes)
+    from api import protocol
+
+    protocol.configure(s)
+    return options | dict(http="api.protocol:LimitedHttpToolsProtocol")
+
+
 def run(s: Settings) -> None:
     configure_logging(s.log_level, s.log_format)
     if reason := why_build(s):
         from qa.engine import build_default_index
 
-        click.echo(f"{reason}: building it from {s.corpus_dir}", err=True)
+        log.info("%s: building it from %s", reason, s.corpus_dir)
         build_default_index(s.corpus_dir, s.index_dir, progress=True)
     options = dict(host=s.host, port=s.port, log_config=None, access_log=False, log_level=s.log_level)
+    options |= http_limits(s)
     if s.workers > 1:
         # Each worker process builds its own app from the environment: pass our settings down.
         os.environ.update(
@@ -50,6 +63,10 @@ def run(s: Settings) -> None:
             QA_LOG_FORMAT=s.log_format,
             QA_CORS_ORIGINS=",".join(s.cors_origins),
             QA_RELOAD_SECONDS=str(s.reload_seconds),
+            QA_MAX_BODY_BYTES=str(s.max_body_bytes),
+            QA_BODY_TIMEOUT_SECONDS=str(s.body_timeout_seconds),
+            QA_MAX_HEADER_BYTES=str(s.max_header_bytes),
+            QA_HEADER_TIMEOUT_SECONDS=str(s.header_timeout_seconds),
         )
         uvicorn.run("api.app:create_app_from_env", factory=True, workers=s.workers, **options)
         return

@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     ready_wait_seconds: float = Field(120.0, ge=0)
     # How often to look for a rebuilt index to swap in (`qa index build` / `qa index add`); 0: never.
     reload_seconds: float = Field(2.0, ge=0)
+    # HTTP limits, so a slow or lying client cannot hold a connection or memory for long.
+    # A request body over this many bytes gets 413: at once if its Content-Length says so, else as it streams.
+    # A question is at most 1,000 characters; this leaves room for filters.
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # A body that has not fully arrived this long after the request began gets 408 (Content-Length lied).
+    body_timeout_seconds: float = Field(10.0, gt=0)
+    # Request line and headers together; over this the connection gets 431 and is closed.
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+    # A connection must send a complete request head this soon after it opens (or after its previous
+    # response); else it is closed. Bounds connections that open and send nothing, or send headers slowly.
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    # An idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive).
+    keep_alive_seconds: float = Field(5.0, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

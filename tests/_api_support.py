@@ -80,7 +80,7 @@ def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
 def running_server(index_dir: Path, *args: str, ready_seconds: float = 600):
     """`qa serve` on a free port (the same entry point as the console script).
 
-    Yields an object with `url` (base URL) and `log` (path of the server's combined output).
+    Yields an object with `url` (base URL), `log` (path of the server's combined output) and `pid`.
     """
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="qa-serve-", suffix=".log", delete=False)
@@ -101,7 +101,7 @@ def running_server(index_dir: Path, *args: str, ready_seconds: float = 600):
             if time.time() > deadline:
                 raise RuntimeError(f"qa serve not ready in {ready_seconds}s:\n{Path(log.name).read_text()[-3000:]}")
             time.sleep(0.3)
-        yield SimpleNamespace(url=url, log=Path(log.name))
+        yield SimpleNamespace(url=url, log=Path(log.name), pid=proc.pid)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
