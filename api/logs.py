@@ -10,6 +10,11 @@ from contextvars import ContextVar
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 EXTRA = ("request_id", "method", "path", "status", "ms", "client")
+# Libraries whose INFO and DEBUG lines narrate their internals: sentence-transformers' "Loading
+# SentenceTransformer model from ...", bm25s's "Building index from IDs objects" (bm25s sets its own logger
+# to DEBUG when imported, so a level set here would not last), faiss.loader's CPU probing. Their warnings
+# and errors still show.
+QUIET_BELOW_WARNING = ("bm25s", "faiss", "sentence_transformers", "transformers", "torch", "onnxruntime", "spacy")
 
 
 class PlainFormatter(logging.Formatter):
@@ -39,10 +44,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record is emitted: a test runner that swaps sys.stderr and closes
+    its stand-in must not leave the handler writing to a closed stream."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
+class LibraryNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.partition(".")[0] not in QUIET_BELOW_WARNING
+
+
 def configure_logging(level: str = "info", fmt: str = "plain") -> None:
-    """Send our logs and uvicorn's through one handler on stderr, in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send our logs, uvicorn's and Python warnings through one handler on stderr, in the chosen format:
+    one line per event (a JSON object per line with fmt="json")."""
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
+    handler.addFilter(LibraryNoise())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -50,4 +74,4 @@ def configure_logging(level: str = "info", fmt: str = "plain") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our access log replaces it
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it tried, line by line
+    logging.captureWarnings(True)  # warnings.warn() as log records, not free-form lines of their own

@@ -264,7 +264,7 @@ def _quantize(src: Path, dst: Path) -> None:
 
     # Per-channel int8 MatMul weights only: quantizing the embedding Gather too (the default) costs
     # accuracy (cosine to torch ~0.96) for no speed.
-    root, quiet = logging.getLogger(), _DropMessage("pre-processing before quantization")
+    root, quiet = logging.getLogger(), _QuietQuantizer()
     root.addFilter(quiet)
     try:
         quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
@@ -272,13 +272,14 @@ def _quantize(src: Path, dst: Path) -> None:
         root.removeFilter(quiet)
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+class _QuietQuantizer(logging.Filter):
+    """The quantizer logs on the root logger: a line per tensor ("Quantization parameters for tensor ... not
+    specified", "Ignore MatMul ...") at INFO and DEBUG, and advice to pre-process the model, which we do not
+    need. Set on the root *logger* (not a handler) for the export only, it drops just those records: ours
+    come from named loggers, and logger filters do not see records propagated from child loggers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
+        return record.levelno >= logging.WARNING and "pre-processing before quantization" not in record.getMessage()
 
 
 def _cache_root() -> Path:
