@@ -186,6 +186,26 @@ def serve(host, port, workers, corpus_dir, index_dir) -> None:
     run(s)
 
 
+@cli.command("mcp")
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="stdio",
+    show_default=True,
+    help="stdio for a chatbot that starts qa itself; http for streamable HTTP at http://HOST:PORT/mcp",
+)
+@click.option("--host", help="address to listen on with --transport http [default: $QA_HOST or 127.0.0.1]")
+@click.option("--port", type=click.IntRange(0, 65535), help="port for --transport http [default: $QA_PORT or 8000]")
+@corpus_option
+@index_option
+def mcp_command(transport, host, port, corpus_dir, index_dir) -> None:
+    """Serve the collection to chatbots over the Model Context Protocol (building the index first if there is
+    none): tools ask, get_passage and list_works, answering with the API's JSON."""
+    from api.mcp_server import run
+
+    run(settings_with(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir), transport)
+
+
 def main() -> None:
     # Model loading prints progress bars of its own; a person asking a question does not need them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
