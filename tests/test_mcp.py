@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import pytest
-from _api_support import CORPUS_DIR, QUESTION, REPO, built_index, free_port, is_verbatim, small_corpus
+from _api_support import CORPUS_DIR, QUESTION, REPO, built_index, free_port, is_verbatim
 from anyio.from_thread import start_blocking_portal
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -196,12 +196,20 @@ def test_bad_arguments_are_a_one_line_tool_error_naming_the_field(qa, tool, args
     assert field in text and "\n" not in text and "Traceback" not in text, text
 
 
-def test_without_an_index_it_is_built_first_and_stdout_stays_protocol(tmp_path):
-    """The build prints progress; over stdio none of it may reach the client's protocol stream."""
-    corpus, index = small_corpus(tmp_path), tmp_path / "index"
-    with connected("stdio", "--corpus", str(corpus), "--index", str(index)) as conn:
-        works = result_of(conn.call("list_works"), key="result")["result"]
-        assert {w["file"] for w in works} == {p.name for p in corpus.glob("*.txt")}
-        assert "building it" in conn.log_tail()
-        assert conn.stray == []
-    assert (index / "manifest.json").exists()
+def test_what_loading_prints_goes_to_stderr_until_the_stdio_transport_takes_stdout():
+    """Building the index prints progress, from us, libraries and a child process: over stdio none of it may
+    reach the protocol stream. (The stdio server above checks the real start: `stray` stays empty.)"""
+    out = subprocess.run([sys.executable, "-c", PRINTS], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout == "stdout again\n"
+    assert all(line in out.stderr for line in ("from python", "from the fd", "from a child"))
+
+
+PRINTS = """
+import os, subprocess, sys
+from api.mcp_server import stdout_to_stderr
+with stdout_to_stderr():
+    print("from python")
+    os.write(1, b"from the fd\\n")
+    subprocess.run([sys.executable, "-c", "print('from a child')"], check=True)
+print("stdout again")
+"""
