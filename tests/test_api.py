@@ -105,6 +105,15 @@ def test_app_version_is_the_installed_one(client):
     assert client.get("/openapi.json").json()["info"]["version"] == version(DISTRIBUTION)
 
 
+def test_every_filter_value_the_schema_lists_fits_its_bounds(client):
+    client.post("/v1/ask", json={"question": "warm up"})  # waits for the engine: the values come from it
+    filters = client.get("/openapi.json").json()["components"]["schemas"]["Filters"]["properties"]
+    for name in ("work", "author", "kind", "viewpoint", "holder"):
+        items = next(o["items"] for o in filters[name]["anyOf"] if o.get("type") == "array")
+        assert items["enum"], name
+        assert all(items["minLength"] <= len(v) <= items["maxLength"] for v in items["enum"]), name
+
+
 RESPONSE_MODELS = [
     "AskResponse", "PassageOut", "Source", "Highlight", "SpanOut", "Attribution", "ViewpointOut", "Citation",
     "NoteOut", "ViewpointGroup", "WorkOut", "PassageContext", "InfoOut", "ErrorBody", "ErrorDetail",

@@ -38,7 +38,7 @@ def years_out_of_order(case) -> bool:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_requests_get_what_the_schema_promises(case):
     assume(not years_out_of_order(case))
     response = case.call_and_validate()
