@@ -92,12 +92,12 @@ def index() -> None:
 @index_option
 def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
     """Build the index from the corpus, replacing any previous one only when the build succeeds."""
-    from api.logs import configure_logging
+    from api.logs import command_logging
     from qa.engine import build_default_index
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
-    configure_logging(s.log_level, s.log_format)  # the build's own lines, one per event ($QA_LOG_FORMAT)
-    build_default_index(s.corpus_dir, s.index_dir, progress=True)
+    with command_logging(s.log_level, s.log_format):  # the build's own lines, one per event ($QA_LOG_FORMAT)
+        build_default_index(s.corpus_dir, s.index_dir, progress=True)
     click.echo(f"index built at {s.index_dir}")
 
 
@@ -107,15 +107,15 @@ def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
 @index_option
 def index_add(paths: tuple[Path, ...], corpus_dir: Path | None, index_dir: Path | None) -> None:
     """Add documents (text, Markdown or HTML files) to the collection and rebuild the index."""
-    from api.logs import configure_logging
+    from api.logs import command_logging
     from qa.engine import add_documents
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
-    configure_logging(s.log_level, s.log_format)
     for p in paths:
         with p.open("rb"):  # an unreadable file fails here, before any work is done
             pass
-    add_documents(list(paths), s.corpus_dir, s.index_dir)
+    with command_logging(s.log_level, s.log_format):
+        add_documents(list(paths), s.corpus_dir, s.index_dir)
     click.echo(f"added {len(paths)} document(s); index at {s.index_dir}")
 
 

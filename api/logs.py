@@ -6,6 +6,9 @@ import json
 import logging
 import sys
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
@@ -75,3 +78,20 @@ def configure_logging(level: str = "info", fmt: str = "plain") -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our access log replaces it
     logging.captureWarnings(True)  # warnings.warn() as log records, not free-form lines of their own
+
+
+@contextmanager
+def command_logging(level: str = "info", fmt: str = "plain") -> Iterator[None]:
+    """configure_logging for one command, then the set-up it found: a command run in-process (a test's
+    CliRunner) must not leave the next one logging to its output."""
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
+    captured = getattr(warnings.showwarning, "__module__", "") == "logging"
+    configure_logging(level, fmt)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        if not captured:
+            logging.captureWarnings(False)
