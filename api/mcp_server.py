@@ -16,17 +16,17 @@ import os
 import sys
 from typing import Annotated, TypeVar
 
-import click
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from api import version
 from api.errors import describe
 from api.logs import configure_logging
 from api.models import PassageContext, WorkOut
-from api.serve import why_build
+from api.serve import ensure_index, http_limits
 from api.settings import Settings
 from qa.schema import AskRequest, AskResponse
 
@@ -107,11 +107,9 @@ def stdout_to_stderr():
 
 def load_engine(s: Settings):
     """Build the index first when `qa serve` would (none yet, or the corpus changed), then load it once."""
-    from qa.engine import Engine, build_default_index
+    from qa.engine import Engine
 
-    if reason := why_build(s):
-        click.echo(f"{reason}: building it from {s.corpus_dir}", err=True)
-        build_default_index(s.corpus_dir, s.index_dir, progress=True)
+    ensure_index(s)
     log.info("loading index and model from %s", s.index_dir)
     engine = Engine.load(s.index_dir, s.corpus_dir)
     log.info("engine ready")
@@ -124,8 +122,9 @@ def serve_http(server: MCPServer, s: Settings) -> None:
 
     app = server.streamable_http_app(host=s.host)  # on a loopback host the SDK also refuses DNS rebinding
     log.info("MCP over streamable HTTP at http://%s:%d/mcp", s.host, s.port)
-    config = uvicorn.Config(app, host=s.host, port=s.port, log_config=None, access_log=False, log_level=s.log_level)
-    uvicorn.Server(config).run()
+    options = dict(host=s.host, port=s.port, log_config=None, access_log=False, log_level=s.log_level)
+    uvicorn_config = uvicorn.Config(app, **options, **http_limits(s))  # the API's head size and time limits
+    uvicorn.Server(uvicorn_config).run()
 
 
 def build_server(engine, log_level: str = "info") -> MCPServer:
@@ -158,7 +157,7 @@ def build_server(engine, log_level: str = "info") -> MCPServer:
         tool(get_passage, "Read a passage in context", GET_PASSAGE, PassageRequest.model_json_schema()),
         tool(list_works, "List the works", LIST_WORKS),
     ]
-    return MCPServer("qa", instructions=INSTRUCTIONS, tools=tools, log_level=log_level.upper())
+    return MCPServer("qa", version=version(), instructions=INSTRUCTIONS, tools=tools, log_level=log_level.upper())
 
 
 def tool(fn, title: str, description: str, schema: dict | None = None) -> Tool:

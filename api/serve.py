@@ -34,6 +34,15 @@ def why_build(s: Settings) -> str | None:
     return "the corpus changed since the index was built" if built_from != corpus_files(s.corpus_dir) else None
 
 
+def ensure_index(s: Settings) -> None:
+    """Build the index first when there is none or the corpus changed (`qa serve` and `qa mcp` alike)."""
+    if reason := why_build(s):
+        from qa.engine import build_default_index
+
+        log.info("%s: building it from %s", reason, s.corpus_dir)
+        build_default_index(s.corpus_dir, s.index_dir, progress=True)
+
+
 def http_limits(s: Settings) -> dict:
     """uvicorn options for the request head's size and time limits (the body's are in api.middleware)."""
     options = dict(timeout_keep_alive=s.keep_alive_seconds)
@@ -47,11 +56,7 @@ def http_limits(s: Settings) -> dict:
 
 def run(s: Settings) -> None:
     configure_logging(s.log_level, s.log_format)
-    if reason := why_build(s):
-        from qa.engine import build_default_index
-
-        log.info("%s: building it from %s", reason, s.corpus_dir)
-        build_default_index(s.corpus_dir, s.index_dir, progress=True)
+    ensure_index(s)
     options = dict(host=s.host, port=s.port, log_config=None, access_log=False, log_level=s.log_level)
     options |= http_limits(s)
     if s.workers > 1:

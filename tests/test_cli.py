@@ -34,7 +34,7 @@ def one_error_line(result, code: int) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["ask"], ["serve"], ["corpus"], ["corpus", "stats"], ["index"], ["index", "build"], ["index", "add"]],
+    [[], ["ask"], ["serve"], ["corpus"], ["corpus", "stats"], ["index"], ["index", "build"], ["index", "add"], ["mcp"]],
 )
 def test_help_everywhere(args):
     result = run(*args, "--help")
