@@ -1,12 +1,10 @@
-"""Abstention: answer only when the corpus supports an answer.
+"""Abstention: why the collection does not support an answer, in words and as a code.
 
-A fixed cosine threshold does not separate relevant from unrelated questions, so the decision combines:
-- the best sentence's similarity to the question (unrelated questions score far lower than any answer);
-- whether the question's key terms occur in the best passages at all (IDF-weighted coverage);
-- the question's focus ("what illness…", "how many soldiers…"): a focus word the collection never uses
-  means the collection cannot say which one;
-- the answer's type for "how many / how much": some sentence of the best passages must give a number (not a
-  year) and share most of the question's key terms; on-topic passages without one cannot say how many.
+Whether it does is decided by the support model (qa/support.py): the answer is answered when one of the best
+passages supports it. This module says why not, from the evidence a person can check: the question's focus word
+never occurs in the collection ("what illness..."), a how-many question gets no number from the closest sentences,
+no sentence is close to the question, or the closest passages lack its key terms. The numbers below only choose
+the words of the reason; they decide nothing.
 """
 
 from __future__ import annotations
@@ -79,24 +77,25 @@ def is_unknown(word: str, retriever: Retriever) -> bool:
     return process.extractOne(word, same_initial, scorer=fuzz.ratio, score_cutoff=85) is None
 
 
-def decide(question: str, ranked: list[Candidate], retriever: Retriever) -> Decision:
+def explain(question: str, ranked: list[Candidate], retriever: Retriever, answered: bool) -> Decision:
+    """The decision with its reason: `answered` comes from the support model."""
     if not ranked:
         return Decision(False, ReasonCode.no_passages, "no passage in the collection matches the question")
-    top = ranked[:TOP]
-    best_sentence = max(c.sentence for c in top)
-    covered = set().union(*(retriever.passage_terms[c.pos] for c in top))
-    coverage = retriever.coverage(retriever.query_terms(question), covered)
-    if best_sentence < MIN_SENTENCE_COS:
-        return Decision(False, ReasonCode.off_topic, "the collection holds nothing close to this question")
+    if answered:
+        return Decision(True, ReasonCode.answered, "supported by the passages marked as supporting")
     focus = focus_word(question)
     if focus and is_unknown(focus, retriever):
         return Decision(False, ReasonCode.focus_word_missing, f"the collection never mentions “{focus}”")
-    if coverage < MIN_COVERAGE:
-        reason = "the closest passages do not contain the question's key terms"
-        return Decision(False, ReasonCode.key_terms_missing, reason)
     if ASKS_QUANTITY.match(question) and not _quantity_stated(question, ranked[:QUANTITY_TOP], retriever):
         return Decision(False, ReasonCode.no_number, "the closest passages give no number for what the question asks")
-    return Decision(True, ReasonCode.answered, "supported by the passages below")
+    top = ranked[:TOP]
+    if max(c.sentence for c in top) < MIN_SENTENCE_COS:
+        return Decision(False, ReasonCode.off_topic, "the collection holds nothing close to this question")
+    covered = set().union(*(retriever.passage_terms[c.pos] for c in top))
+    if retriever.coverage(retriever.query_terms(question), covered) < MIN_COVERAGE:
+        reason = "the closest passages do not contain the question's key terms"
+        return Decision(False, ReasonCode.key_terms_missing, reason)
+    return Decision(False, ReasonCode.no_support, "no passage supports an answer closely enough")
 
 
 def _quantity_stated(question: str, ranked: list[Candidate], retriever: Retriever) -> bool:

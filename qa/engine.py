@@ -24,7 +24,7 @@ from index.build import build_index, embedding_text
 from index.encoder import DEFAULT_MODEL, load_encoder
 from index.layout import clean_text
 from index.store import IndexLoadError, SearchIndex
-from qa import abstain, viewpoints
+from qa import abstain, support, viewpoints
 from qa.citation import make_citation
 from qa.retrieve import Candidate, Retriever, Weights
 from qa.schema import (
@@ -39,6 +39,7 @@ from qa.schema import (
     SpanOut,
     ViewpointOut,
 )
+from qa.tuning import SUPPORT
 
 log = logging.getLogger(__name__)
 POOL = 60  # candidates taken from each retriever before re-ranking
@@ -285,7 +286,7 @@ class Engine:
         pos = self.index.position[passage_id]
         same = [i for i in range(max(0, pos - context), min(len(self.index), pos + context + 1))]
         same = [i for i in same if self.index.passages[i].work == p.work]
-        out = {i: self._passage_out(Candidate(i), rank=0, supports=True, highlights=[]) for i in same}
+        out = {i: self._passage_out(Candidate(i), rank=0, support=1.0, highlights=[]) for i in same}
         return {
             "passage": out[pos].model_dump(),
             "before": [out[i].model_dump() for i in same if i < pos],
@@ -306,16 +307,14 @@ class Engine:
         self.check_filters(req.filters)
         question = " ".join(req.question.split())
         qvec = self.index.encode_query(question)
-        allowed = self._allowed(req.filters)
-        cands = self.retriever.candidates(question, qvec, POOL, allowed)
-        self.retriever.score(question, qvec, cands, self.weights)
-        cands.sort(key=lambda c: -c.score)
-        cands, copies = self._fold_copies(cands)
-        decision = abstain.decide(question, cands, self.retriever)
+        cands, copies = self.rank(question, qvec, self._allowed(req.filters))
         ranked = viewpoints.diversify(cands, self, req.top_k, self.diversity) if req.diversify else cands[: req.top_k]
+        probability = self._support(question, cands, ranked)
+        answered = any(probability[c.pos] >= SUPPORT.threshold for c in cands[: support.TOP])
+        decision = abstain.explain(question, cands, self.retriever, answered)
         terms = self.retriever.query_terms(question)
         passages = [
-            self._passage_out(c, rank=i + 1, supports=decision.answered, highlights=self._highlights(c, qvec, terms))
+            self._passage_out(c, i + 1, probability[c.pos], highlights=self._highlights(c, qvec, terms))
             for i, c in enumerate(ranked)
         ]
         for out, c in zip(passages, ranked, strict=True):
@@ -330,6 +329,22 @@ class Engine:
             facets=viewpoints.facets(passages),
             took_ms=round((time.perf_counter() - t0) * 1000, 1),
         )
+
+    def _support(self, question: str, cands: list[Candidate], ranked: list[Candidate]) -> dict[int, float]:
+        """The probability that each passage supports an answer (qa/support.py), by passage position: for the
+        best candidates, which decide whether the question is answered, and for the passages returned."""
+        if not cands:
+            return {}
+        scored = list({c.pos: c for c in cands[: support.TOP] + ranked}.values())
+        x = support.features(question, scored, self.retriever, best_score=cands[0].score)
+        return dict(zip((c.pos for c in scored), support.probabilities(x, SUPPORT).tolist(), strict=True))
+
+    def rank(self, question: str, qvec: np.ndarray, allowed: np.ndarray | None = None):
+        """Candidates by relevance, near-copies folded: (ranked candidates, their copies' spans by position)."""
+        cands = self.retriever.candidates(question, qvec, POOL, allowed)
+        self.retriever.score(question, qvec, cands, self.weights)
+        cands.sort(key=lambda c: -c.score)
+        return self._fold_copies(cands)
 
     def _fold_copies(self, ranked: list[Candidate]) -> tuple[list[Candidate], dict[int, list[dict]]]:
         """One result per text: a passage that is a near-copy of a better-ranked one (two versions of the
@@ -396,14 +411,15 @@ class Engine:
             out.append(Highlight(start=a, end=b, text=p.text[ta:tb]))
         return out
 
-    def _passage_out(self, c: Candidate, rank: int, supports: bool, highlights: list[Highlight]) -> PassageOut:
+    def _passage_out(self, c: Candidate, rank: int, support: float, highlights: list[Highlight]) -> PassageOut:
         p = self.index.passages[c.pos]
         w = self.index.works[p.work]
         return PassageOut(
             id=p.id,
             rank=rank,
             score=round(c.score, 4),
-            supports_answer=supports,
+            supports_answer=support >= SUPPORT.threshold,
+            support=round(support, 4),
             text=p.text,
             highlights=highlights,
             source=Source(

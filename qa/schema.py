@@ -96,7 +96,8 @@ class ReasonCode(StrEnum):
     passage matches (e.g. the filters leave none). off_topic: no sentence is close to the question.
     focus_word_missing: the collection never uses the word the question asks about ("what illness...").
     key_terms_missing: the closest passages lack the question's key terms. no_number: the question asks
-    how many or how much and no close sentence gives a number."""
+    how many or how much and no close sentence gives a number. no_support: close passages exist, but none
+    supports an answer by the support model."""
 
     answered = "answered"
     no_passages = "no_passages"
@@ -104,6 +105,7 @@ class ReasonCode(StrEnum):
     focus_word_missing = "focus_word_missing"
     key_terms_missing = "key_terms_missing"
     no_number = "no_number"
+    no_support = "no_support"
 
 
 class Highlight(BaseModel):
@@ -159,7 +161,12 @@ class PassageOut(BaseModel):
     id: str = Field(..., description="stable passage id (see /v1/passages/{passage_id})")
     rank: int = Field(..., description="1 for the best passage; 0 for a passage shown as context")
     score: float = Field(..., description="relevance score; comparable only within one answer")
-    supports_answer: bool = Field(..., description="false when the service abstained: the passage is only nearest")
+    supports_answer: bool = Field(
+        ..., description="whether this passage supports an answer to the question (its support reaches the threshold)"
+    )
+    support: float = Field(
+        0.0, ge=0, le=1, description="probability that this passage supports an answer (the support model's)"
+    )
     text: str = Field(..., description="the passage's words verbatim from the source, markup removed")
     highlights: list[Highlight] = Field(..., description="the sentences that best answer the question, best first")
     source: Source = Field(..., description="where the passage comes from")

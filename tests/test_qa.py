@@ -57,6 +57,23 @@ def test_abstains_off_topic_and_on_facts_the_corpus_lacks(engine):
         assert r.passages and not any(p.supports_answer for p in r.passages)  # nearest passages, marked
 
 
+def test_support_is_per_passage_an_unrelated_one_does_not_support(engine):
+    from qa.tuning import SUPPORT
+
+    r = ask(engine, "Which manifesto of 1932 called for Stalin's removal?", top_k=10)
+    assert r.answered and r.reason_code == "answered"
+    assert r.passages[0].supports_answer and "Ryutin" in r.passages[0].text
+    assert not all(p.supports_answer for p in r.passages)  # the rest of the top 10 is not all evidence
+    for p in r.passages:
+        assert 0 <= p.support <= 1 and p.supports_answer == (p.support >= SUPPORT.threshold)
+
+
+def test_a_misspelled_question_answers_like_the_correct_one(engine):
+    right = ask(engine, "Was Stalin's industrialization a success?", top_k=5)
+    typos = ask(engine, "Was Stalin's industrializaton a sucess?", top_k=5)
+    assert right.answered and typos.answered
+
+
 def test_how_many_needs_a_sentence_that_gives_the_number(engine):
     # Kursk is in the corpus, but no sentence counts anything there.
     r = ask(engine, "How many tanks did the Red Army lose at Kursk?", top_k=5)

@@ -1,0 +1,48 @@
+"""The numbers fitted on data, each with where it came from. Change them only by re-running their fitter.
+
+SUPPORT: the support model of qa/support.py, fitted by `python bench/fit_support.py` on 2026-11-30 over the dev
+questions of all four collections (demo 68 + our own 40, SQuAD 2.0 180, PERSPECTRUM 85, SciFact 150), the 10
+best passages of each. Its threshold is the highest at which every collection still answers at least 97 % of its
+answerable questions. Leave-one-collection-out (fitted and thresholded on the other three), answer rate /
+abstention on the held-out one: demo 0.989 / 0.571, SQuAD 2.0 1.000 / 0.017, PERSPECTRUM 0.847 / -,
+SciFact 0.960 / -. Fitted on all four: demo 0.989 / 0.714, SQuAD 2.0 1.000 / 0.017, PERSPECTRUM 0.976 / -,
+SciFact 0.973 / -.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SupportModel:
+    """Logistic regression over qa/support.py's FEATURES (standardised by mean and scale)."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float  # a passage supports an answer when its probability reaches this
+
+
+SUPPORT = SupportModel(
+    features=(
+        "sentence",
+        "dense",
+        "lexical",
+        "coverage",
+        "sentence_coverage",
+        "margin",
+        "asks_quantity",
+        "quantity_stated",
+        "focus_missing",
+        "rarest_missing",
+        "unseen",
+    ),
+    mean=(0.5188, 0.456, 0.5593, 0.3643, 0.3182, -0.1956, 0.0402, 0.0066, 0.0057, 0.7462, 0.0385),
+    scale=(0.1419, 0.1457, 0.2736, 0.2157, 0.1994, 0.1426, 0.1963, 0.054, 0.0755, 0.2128, 0.1114),
+    coef=(0.976, -0.3919, 0.0804, 0.0988, 0.5128, 0.8185, -0.3556, 0.2417, -0.2949, 0.1149, 0.0424),
+    intercept=-2.2981,
+    threshold=0.1909,
+)
