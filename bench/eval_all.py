@@ -120,15 +120,20 @@ def per_question_passages(c: Collection, engine, run_eval) -> list[dict]:
     """run_eval.py's rows (rank, answered, highlight, coverage, holders per question), asked in-process."""
     from qa.schema import AskRequest
 
+    answers = []
+
     def ask(url, question, top_k, timeout):
-        return engine.ask(AskRequest(question=question, top_k=top_k)).model_dump(mode="json"), 0.0
+        answers.append(engine.ask(AskRequest(question=question, top_k=top_k)).model_dump(mode="json"))
+        return answers[-1], 0.0
 
     run_eval.ask = ask
     questions = run_eval.load_questions(c.questions)
-    result = run_eval.evaluate("in-process", questions, run_eval.Corpus(c.corpus), 10, 30)
+    corpus = run_eval.Corpus(c.corpus)
+    result = run_eval.evaluate("in-process", questions, corpus, 10, 30)
     rows = []
-    for r in result["rows"]:
-        row = {"id": r["id"]}
+    for r, answer in zip(result["rows"], answers, strict=True):
+        verbatim = [run_eval.is_verbatim(p, corpus) for p in answer["passages"]]
+        row = {"id": r["id"], "verbatim": sum(verbatim) / max(1, len(verbatim))}
         if r["answerable"]:
             rank = r["rank"]
             row |= {
@@ -147,13 +152,14 @@ def per_question_passages(c: Collection, engine, run_eval) -> list[dict]:
     return rows
 
 
-def per_question_documents(c: Collection, engine, beir) -> list[dict]:
+def per_question_documents(c: Collection, engine, beir, run_eval) -> list[dict]:
     """beir_eval.py's per-query figures: documents ranked by their best passage among the top 50."""
     import re
 
     from qa.schema import AskRequest
 
     rows = []
+    corpus = run_eval.Corpus(c.corpus)
     for q in beir.load_jsonl(c.questions):
         m = re.search(r"query-id (\S+?);", q.get("note", ""))
         qid = m.group(1) if m else q["id"]
@@ -166,9 +172,16 @@ def per_question_documents(c: Collection, engine, beir) -> list[dict]:
                 "ndcg@10": beir.ndcg_at(docs, rel, 10),
                 "recall@10": beir.recall_at(docs, rel, 10),
                 "mrr@10": beir.mrr_at(docs, rel, 10),
+                "verbatim": sum(run_eval.is_verbatim(p, corpus) for p in passages) / max(1, len(passages)),
             }
         )
     return rows
+
+
+def per_question(c: Collection, engine, run_eval, beir) -> list[dict]:
+    if c.documents:
+        return per_question_documents(c, engine, beir, run_eval)
+    return per_question_passages(c, engine, run_eval)
 
 
 def bootstrap(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
@@ -211,7 +224,7 @@ def evaluate(names: list[str], rebuild: bool = False) -> dict:
         c = every[name]
         engine = Engine.load(ensure_index(c, rebuild), c.corpus)
         t0 = time.perf_counter()
-        rows = per_question_documents(c, engine, beir) if c.documents else per_question_passages(c, engine, run_eval)
+        rows = per_question(c, engine, run_eval, beir)
         seconds = time.perf_counter() - t0
         out["collections"][name] = {"primary": c.primary, "rows": rows, "summary": summarise(rows), "ask_s": seconds}
         print(f"[{name}] {len(rows)} questions in {seconds:.0f} s", file=sys.stderr, flush=True)

@@ -8,14 +8,16 @@ candidate's features as the engine computes them (qa/retrieve.py Candidate: pass
 BM25 share, term coverage, holder match) and a label: the passage covers a gold quote (run_eval.py's rule) or, on
 SciFact, lies in a relevant document. Our own questions over the demo collection join the demo fold.
 
-Model: a linear score w.x fitted by pairwise logistic loss (RankNet with a linear scorer) with an L2 penalty,
-every question weighing the same. The context feature (the mean score of a passage's neighbours) depends on the
-weights, so the fit runs twice: without context, then with the context computed from the first weights.
+Model: a linear score w.x over those features plus context (the mean score of a passage's neighbours, which
+depends on the weights). Default fit (--method ascent): coordinate ascent on the macro MRR@10 itself (Metzler and
+Croft 2007, as RankLib's linear model). --method logistic: pairwise logistic loss (RankNet with a linear scorer)
+with an L2 penalty, every question weighing the same, context fitted in two rounds.
 
 It prints, per held-out collection, the MRR@10 of the re-ranked pool with the weights fitted on the other
 collections against the weights in use, then the weights fitted on all collections: those go to qa/tuning.py
-with the date and these figures. The pool's MRR leaves out copy folding and viewpoint diversity; confirm a
-change with bench/eval_all.py.
+with the date and these figures, or, where they match the weights in use within noise, the figures go there as
+evidence that those hold. The pool's MRR leaves out copy folding and viewpoint diversity; confirm a change with
+bench/eval_all.py.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def mrr(questions: list[Question], w: np.ndarray) -> float:
 
 
 def current_weights() -> np.ndarray:
-    from qa.retrieve import Weights
+    from qa.tuning import Weights
 
     w = Weights()
     return np.array([getattr(w, name) for name in BASE] + [w.context])

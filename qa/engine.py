@@ -26,7 +26,7 @@ from index.layout import clean_text
 from index.store import IndexLoadError, SearchIndex
 from qa import abstain, support, viewpoints
 from qa.citation import make_citation
-from qa.retrieve import Candidate, Retriever, Weights
+from qa.retrieve import Candidate, Retriever
 from qa.schema import (
     AskRequest,
     AskResponse,
@@ -39,7 +39,7 @@ from qa.schema import (
     SpanOut,
     ViewpointOut,
 )
-from qa.tuning import SUPPORT
+from qa.tuning import SUPPORT, Weights
 
 log = logging.getLogger(__name__)
 POOL = 60  # candidates taken from each retriever before re-ranking

@@ -19,6 +19,7 @@ from rapidfuzz import fuzz
 
 from index import layout
 from index.store import SearchIndex
+from qa.tuning import Weights
 
 WORD = re.compile(r"\w+")
 RRF_K = 60
@@ -55,17 +56,6 @@ DERIVATION = re.compile(r"(?:ism|ist|ian|ic|ed|ing|al)?s?$")
 def _forms_of_one_word(a: str, b: str) -> bool:
     """Inflections ("Uprisings") and derivations ("Stalinist"): not spellings of one name."""
     return layout.stem(a) == layout.stem(b) or DERIVATION.sub("", a) == DERIVATION.sub("", b)
-
-
-@dataclass
-class Weights:
-    dense: float = 0.35
-    sentence: float = 0.35
-    lexical: float = 0.15
-    coverage: float = 0.15
-    holder: float = 0.1
-    context: float = 0.12
-    fusion: str = "convex"  # or "rrf" (measured worse; kept for the ablation)
 
 
 class Retriever:

@@ -1,5 +1,12 @@
 """The numbers fitted on data, each with where it came from. Change them only by re-running their fitter.
 
+Weights: how the re-ranker (qa/retrieve.py) weighs its signals. Set by hand on the demo dev set in the first round
+(README's ablation); checked by `python bench/fit_ranker.py` on 2026-11-30: coordinate ascent on MRR@10 over the
+engine's candidate pools, fitted on three collections and scored on the fourth, gives the same MRR@10 of the pool
+within 0.006 on every collection (in use / fitted on the others: demo 0.909 / 0.911, SQuAD 2.0 0.891 / 0.886,
+PERSPECTRUM 0.771 / 0.765, SciFact 0.660 / 0.661; fitted on all four: dense 0.24, sentence 0.42, lexical 0.16,
+coverage 0.16, holder 0.11, context 0.13 on the same scale). The weights in use sit on that plateau, so they stay.
+
 SUPPORT: the support model of qa/support.py, fitted by `python bench/fit_support.py` on 2026-11-30 over the dev
 questions of all four collections (demo 68 + our own 40, SQuAD 2.0 180, PERSPECTRUM 85, SciFact 150), the 10
 best passages of each. Its threshold is the highest at which every collection still answers at least 97 % of its
@@ -12,6 +19,17 @@ SciFact 0.973 / -.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass
+class Weights:
+    dense: float = 0.35  # cosine of the question and the passage
+    sentence: float = 0.35  # best cosine of the question and one sentence of the passage
+    lexical: float = 0.15  # BM25 as a share of the question's best
+    coverage: float = 0.15  # IDF-weighted share of the question's terms in the passage
+    holder: float = 0.1  # the passage reports the view of someone the question names
+    context: float = 0.12  # x the mean score of the passages beside it in its work
+    fusion: str = "convex"  # or "rrf" (measured worse; kept for the ablation)
 
 
 @dataclass(frozen=True)
