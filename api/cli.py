@@ -93,7 +93,7 @@ def index() -> None:
 def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
     """Build the index from the corpus, replacing any previous one only when the build succeeds."""
     from api.logs import command_logging
-    from qa.engine import build_default_index
+    from qa.build import build_default_index
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
     with command_logging(s.log_level, s.log_format):  # the build's own lines, one per event ($QA_LOG_FORMAT)
@@ -108,7 +108,7 @@ def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
 def index_add(paths: tuple[Path, ...], corpus_dir: Path | None, index_dir: Path | None) -> None:
     """Add documents (text, Markdown or HTML files) to the collection and rebuild the index."""
     from api.logs import command_logging
-    from qa.engine import add_documents
+    from qa.build import add_documents
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
     for p in paths:

@@ -37,7 +37,7 @@ def why_build(s: Settings) -> str | None:
 def ensure_index(s: Settings) -> None:
     """Build the index first when there is none or the corpus changed (`qa serve` and `qa mcp` alike)."""
     if reason := why_build(s):
-        from qa.engine import build_default_index
+        from qa.build import build_default_index
 
         log.info("%s: building it from %s", reason, s.corpus_dir)
         build_default_index(s.corpus_dir, s.index_dir, progress=True)

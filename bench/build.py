@@ -2,7 +2,7 @@
 
     python bench/build.py [--corpus DIR] [--out DIR] [--backend onnx-int8|onnx|torch] [--cold-export] [--json F]
 
-Runs qa.engine.build_default_index in this process (a fresh interpreter: imports and the model load count)
+Runs qa.build.build_default_index in this process (a fresh interpreter: imports and the model load count)
 and times, from outside, the steps it calls: imports, corpus ingestion, model load, passage encoding,
 attribution (spaCy, in a second process: the wait for it, and its CPU), sentence encoding, FAISS, BM25, the
 ONNX export of the query encoder (cached across builds in ~/.cache/stalin-qa/onnx unless --cold-export),
@@ -63,7 +63,7 @@ def main() -> int:
 
     import index.build as ib
     import index.encoder as enc
-    import qa.engine as qe
+    import qa.build as qe
     from corpus.ingest import CORPUS_DIR
 
     STAGES["imports"] = [time.perf_counter() - w, time.process_time() - c]

@@ -100,7 +100,7 @@ def corpus_key(corpus: Path) -> str:
 
 
 def ensure_index(c: Collection, rebuild: bool) -> Path:
-    from qa.engine import build_default_index
+    from qa.build import build_default_index
 
     path = CACHE / f"{c.name}-{corpus_key(c.corpus)}"
     sources = digest([ROOT / s for s in BUILD_SOURCES if (ROOT / s).exists()])

@@ -116,8 +116,9 @@ def instrument(engine, st: Stages) -> None:
         engine._fold_copies = st.wrap("fold near-copies", engine._fold_copies)
     engine._highlights = st.wrap("highlights", engine._highlights)
     engine._passage_out = st.wrap("passage assembly (attribution, citation)", engine._passage_out)
-    name = "abstain + diversify"
-    qa_engine.abstain = _Proxy(abstain, decide=st.wrap(name, abstain.decide))
+    name = "support, abstain + diversify"
+    engine._support = st.wrap(name, engine._support)
+    qa_engine.abstain = _Proxy(abstain, explain=st.wrap(name, abstain.explain))
     groups = "viewpoint groups/facets + response"
     qa_engine.viewpoints = _Proxy(
         viewpoints,

@@ -32,7 +32,7 @@ QUESTION = "What did the Communist Party of China say about Stalin's mistakes?"
 
 @functools.cache
 def built_index() -> Path:
-    from qa.engine import build_default_index
+    from qa.build import build_default_index
 
     root = Path(tempfile.mkdtemp(prefix="qa-test-index-"))
     atexit.register(shutil.rmtree, root, True)
