@@ -91,7 +91,7 @@ STAGE_ORDER = [
     "candidate fusion",
     "re-rank/scoring",
     "fold near-copies",
-    "abstain + diversify",
+    "support, abstain + diversify",
     "highlights",
     "passage assembly (attribution, citation)",
     "viewpoint groups/facets + response",
