@@ -104,10 +104,12 @@ def _mmr(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
 
 
 def groups(passages: list[PassageOut], engine: Engine) -> list[ViewpointGroup]:
+    """The passages grouped by their own viewpoint label (their work's voice; views they only report are in their
+    attributions), so a group's label is its passages' label and a valid `viewpoint` filter value."""
     out: dict[str, ViewpointGroup] = {}
     for p in passages:
-        label = position(engine, engine.index.position[p.id])
-        description = engine.viewpoint_vocab.get(label, "")
+        label = p.viewpoint.label
+        description = engine.viewpoint_vocab.get(label, "") or p.viewpoint.description
         g = out.setdefault(label, ViewpointGroup(label=label, description=description, holders=[], passages=[]))
         g.passages.append(p.id)
         for a in p.attributions:

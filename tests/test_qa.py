@@ -115,6 +115,12 @@ def test_contested_question_shows_several_sides_and_the_switch_turns_it_off(engi
     r = ask(engine, question, top_k=10)
     assert len(r.viewpoints) >= 2
     assert {pid for g in r.viewpoints for pid in g.passages} == {p.id for p in r.passages}
+    by_id = {p.id: p for p in r.passages}
+    for g in r.viewpoints:  # a group's label is its passages' label, and filters by it
+        assert {by_id[pid].viewpoint.label for pid in g.passages} == {g.label}
+        engine.check_filters(Filters(viewpoint=[g.label]))
+        again = ask(engine, r.question, top_k=5, filters=Filters(viewpoint=[g.label]))
+        assert again.passages and {p.viewpoint.label for p in again.passages} == {g.label}
     assert r.facets["viewpoint"] and r.facets["holder"]
     plain = ask(engine, question, top_k=10, diversify=False)
     scores = [p.score for p in plain.passages]
