@@ -71,7 +71,7 @@ def render_passage(p: PassageOut, raw: str | None, full: bool, color: bool) -> s
     if holders:
         lines.append(_wrap("held by: " + "; ".join(holders), "    "))
     if not p.supports_answer:
-        lines.append("    (nearest passage; it does not answer the question)")
+        lines.append(f"    (does not support an answer: support {p.support:.2f})")
     lines.append(_wrap("cite: " + p.citation.text, "    "))
     lines.append(f"    id: {p.id}")
     return "\n".join(lines)
