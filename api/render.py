@@ -11,6 +11,14 @@ from qa.schema import AskResponse, PassageOut
 
 WORD = re.compile(r"\w+")
 WIDTH = 100
+# What a document may hold that a terminal would obey rather than show: C0 and C1 controls (escape sequences,
+# OSC titles and links, carriage returns) and the bidirectional overrides and isolates that reorder a line.
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on shown as its code (the JSON keeps it verbatim)."""
+    return UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def highlight_spans(p: PassageOut, raw: str | None) -> list[tuple[int, int]]:
@@ -49,18 +57,17 @@ def highlight_spans(p: PassageOut, raw: str | None) -> list[tuple[int, int]]:
 
 
 def _wrap(text: str, indent: str) -> str:
-    return textwrap.fill(" ".join(text.split()), WIDTH, initial_indent=indent, subsequent_indent=indent)
+    return textwrap.fill(printable(" ".join(text.split())), WIDTH, initial_indent=indent, subsequent_indent=indent)
 
 
 def render_passage(p: PassageOut, raw: str | None, full: bool, color: bool) -> str:
     src = p.source
     year = f", {src.year}" if src.year else ""
     where = f" — § {src.section}" if src.section else ""
-    head = f"{p.rank:>2}. {src.title} ({src.author}{year}){where}"
+    head = printable(f"{p.rank:>2}. {src.title} ({src.author}{year}){where}")
     lines = [click.style(head, bold=True) if color else head]
-    lines.append(
-        f"    viewpoint: {p.viewpoint.label}" + (f" — {p.viewpoint.description}" if p.viewpoint.description else "")
-    )
+    described = f" — {p.viewpoint.description}" if p.viewpoint.description else ""
+    lines.append(printable(f"    viewpoint: {p.viewpoint.label}{described}"))
     spans = highlight_spans(p, raw)
     if spans and not full:
         a, b = spans[0]
@@ -81,7 +88,7 @@ def render_answer(resp: AskResponse, raw_text=None, full: bool = False, color: b
     """`raw_text(file) -> str | None` gives a corpus file's raw text, used to place highlights."""
     out = []
     if resp.answered:
-        groups = ", ".join(f"{g.label} ({len(g.passages)})" for g in resp.viewpoints)
+        groups = printable(", ".join(f"{g.label} ({len(g.passages)})" for g in resp.viewpoints))
         out.append(f"{len(resp.passages)} passages from {len(resp.viewpoints)} viewpoint(s): {groups}")
     else:
         reason = f" ({resp.reason})" if resp.reason else ""

@@ -175,3 +175,17 @@ def test_context_is_the_mean_score_of_the_passages_beside_it_in_its_work(engine)
             assert c.context == pytest.approx(sum(fused[n] for n in near) / len(near))
             checked += 1
     assert checked
+
+
+def test_terminal_output_shows_control_and_bidi_characters_instead_of_obeying_them(engine):
+    from api.render import render_answer
+
+    r = ask(engine, "Which manifesto of 1932 called for Stalin's removal?", top_k=2)
+    hostile = "\x1b]0;pwned\x07\x1b[2J\u202eevil\x1b]8;;http://x.example\x1b\\link\r"
+    p = r.passages[0]
+    p = p.model_copy(update={"text": p.text + hostile, "highlights": []})
+    p.source = p.source.model_copy(update={"title": "T" + hostile})
+    shown = render_answer(r.model_copy(update={"passages": [p]}), full=True, color=True)
+    assert not any(c in shown for c in "\x07\r\u202e") and "\x1b]" not in shown and "\x1b[2J" not in shown
+    assert "\\u001b]0;pwned" in shown and "\\u202eevil" in shown
+    assert hostile in p.text  # the JSON answer keeps the text verbatim
