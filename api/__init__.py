@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-DISTRIBUTION = "stalin-qa"  # pyproject.toml [project] name: where the installed version is read from
+DISTRIBUTION = "verbatim-qa"  # pyproject.toml [project] name: where the installed version is read from
 
 
 def version() -> str:

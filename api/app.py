@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None, on_load_failure: OnFailure | No
     # /docs and /redoc from assets in the fastapi-offline package, not a CDN: they work without internet.
     # validatorUrl null: Swagger UI would otherwise send the schema to an online validator for a badge.
     app = FastAPIOffline(
-        title="Stalin and Stalinism: passages from opposed viewpoints",
+        title="Verbatim QA: cited passages from a collection",
         description="Answers a question with ranked verbatim passages, each cited and attributed to its "
         "viewpoint. It never writes text of its own, and says so when the collection does not answer.",
         version=version(),

@@ -60,7 +60,7 @@ def settings_with(**overrides) -> Settings:
 @click.group(cls=QAGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name=DISTRIBUTION, prog_name="qa", message="%(prog)s %(version)s")
 def cli() -> None:
-    """Ask questions of a collection of texts about Stalin and Stalinism.
+    """Ask questions of a collection of documents; get cited passages, never generated text.
 
     Answers are ranked verbatim passages with citations and the viewpoint each comes from;
     when the collection does not answer, qa says so and shows the nearest passages.

@@ -34,7 +34,7 @@ log = logging.getLogger("api.mcp")
 M = TypeVar("M", bound=BaseModel)
 
 INSTRUCTIONS = """\
-Searches a collection of texts about Stalin and Stalinism written from opposed viewpoints. It never writes \
+Searches a collection of documents, which may hold opposed viewpoints. It never writes \
 text of its own: every answer is a ranked list of passages copied verbatim from the collection, each with \
 its source, a ready-made citation and the viewpoint it expresses. Quote passages exactly and cite them \
 (citation.text); say whose view each one gives (viewpoint, attributions). When `answered` is false the \

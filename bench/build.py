@@ -5,7 +5,7 @@
 Runs qa.build.build_default_index in this process (a fresh interpreter: imports and the model load count)
 and times, from outside, the steps it calls: imports, corpus ingestion, model load, passage encoding,
 attribution (spaCy, in a second process: the wait for it, and its CPU), sentence encoding, FAISS, BM25, the
-ONNX export of the query encoder (cached across builds in ~/.cache/stalin-qa/onnx unless --cold-export),
+ONNX export of the query encoder (cached across builds in ~/.cache/verbatim-qa/onnx unless --cold-export),
 the passage store, hashing + fsync, and the swap. CPU figures include the spaCy process.
 """
 

@@ -283,7 +283,7 @@ class _QuietQuantizer(logging.Filter):
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("QA_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "stalin-qa")
+    base = os.environ.get("QA_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "verbatim-qa")
     return Path(base).expanduser() / "onnx"
 
 

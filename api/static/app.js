@@ -365,6 +365,17 @@ function route() {
   }
 }
 
+// The collection's own name (its manifest's) heads the page: the service is for any collection.
+async function nameCollection() {
+  try {
+    const info = await api("v1/info");
+    $("#collection-name").textContent = info.collection;
+    document.title = `${info.collection} — Verbatim QA`;
+  } catch (err) {
+    // the generic name stays; the ask form reports the service's state itself
+  }
+}
+
 async function init() {
   const form = $("#ask-form");
   const question = $("#question");
@@ -387,7 +398,7 @@ async function init() {
     }
   });
   window.addEventListener("hashchange", route);
-  await fillViewpoints();
+  await Promise.all([fillViewpoints(), nameCollection()]);
   route();
 }
 
