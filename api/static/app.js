@@ -159,7 +159,7 @@ function passageCard(passage) {
       sourceLine(passage),
       vpBadge(passage.viewpoint.label),
     ),
-    passage.supports_answer ? null : el("p", { class: "nearest-note" }, `Does not support an answer (support ${passage.support.toFixed(2)}): shown as the nearest text.`),
+    passage.supports_answer ? null : el("p", { class: "nearest-note" }, `Does not support an answer (support ${passage.support.toFixed(2)}).`),
     passageText(passage, true),
     holdersLine(passage),
     citeBlock(passage, `passage ${passage.rank}`),
