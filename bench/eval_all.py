@@ -178,6 +178,16 @@ def per_question_documents(c: Collection, engine, beir, run_eval) -> list[dict]:
     return rows
 
 
+def engines(names: list[str], rebuild: bool = False):
+    """(collection, its engine) for each name; an index is built when there is none (or on rebuild)."""
+    from qa.engine import Engine
+
+    every = collections()
+    for name in names:
+        c = every[name]
+        yield c, Engine.load(ensure_index(c, rebuild), c.corpus)
+
+
 def per_question(c: Collection, engine, run_eval, beir) -> list[dict]:
     if c.documents:
         return per_question_documents(c, engine, beir, run_eval)
@@ -214,20 +224,15 @@ def paired(rows: list[dict], base_rows: list[dict], metric: str) -> tuple[float,
 
 def evaluate(names: list[str], rebuild: bool = False) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from qa.engine import Engine
-
     run_eval = load_module(EVAL_DIR / "run_eval.py")
     beir = load_module(EXTERNAL / "beir_eval.py")
-    every = collections()
     out = {"collections": {}}
-    for name in names:
-        c = every[name]
-        engine = Engine.load(ensure_index(c, rebuild), c.corpus)
+    for c, engine in engines(names, rebuild):
         t0 = time.perf_counter()
         rows = per_question(c, engine, run_eval, beir)
         seconds = time.perf_counter() - t0
-        out["collections"][name] = {"primary": c.primary, "rows": rows, "summary": summarise(rows), "ask_s": seconds}
-        print(f"[{name}] {len(rows)} questions in {seconds:.0f} s", file=sys.stderr, flush=True)
+        out["collections"][c.name] = {"primary": c.primary, "rows": rows, "summary": summarise(rows), "ask_s": seconds}
+        print(f"[{c.name}] {len(rows)} questions in {seconds:.0f} s", file=sys.stderr, flush=True)
     primaries = [v["summary"][v["primary"]]["mean"] for v in out["collections"].values()]
     out["macro"] = float(np.mean(primaries)) if primaries else None
     return out

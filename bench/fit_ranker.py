@@ -61,22 +61,34 @@ def features(c) -> list[float]:
     return [getattr(c, name) for name in BASE]
 
 
+def fitting_questions(c: eval_all.Collection, run_eval):
+    """(question record, its normalised text, answers(passage) -> 1.0 or 0.0) for every dev question of the
+    collection, and for the demo our own questions too."""
+    questions = run_eval.load_questions(c.questions)
+    if c.name == "demo" and OWN_QUESTIONS.exists():
+        questions += run_eval.load_questions(OWN_QUESTIONS)
+    corpus = run_eval.Corpus(c.corpus)
+    for q in questions:
+        gold = [corpus.locate(g["file"], g["quote"]) for g in q.get("gold", [])]
+        files = {g["file"] for g in q.get("gold", [])}
+
+        def answers(p, q=q, gold=gold, files=files) -> float:
+            if not q["answerable"]:
+                return 0.0
+            return float(p.file in files) if c.documents else float(any(covers(p, g) for g in gold))
+
+        yield q, " ".join(q["question"].split()), answers
+
+
 def collect(c: eval_all.Collection, engine, run_eval) -> list[Question]:
     from qa.engine import POOL
     from qa.retrieve import Candidate
 
     retriever, index = engine.retriever, engine.index
-    questions = run_eval.load_questions(c.questions)
-    if c.name == "demo" and OWN_QUESTIONS.exists():
-        questions += run_eval.load_questions(OWN_QUESTIONS)
-    corpus = run_eval.Corpus(c.corpus)
     out = []
-    for q in questions:
+    for q, text, answers in fitting_questions(c, run_eval):
         if not q["answerable"] or not q.get("gold"):
             continue
-        gold = [corpus.locate(g["file"], g["quote"]) for g in q["gold"]]
-        gold_files = {g["file"] for g in q["gold"]}
-        text = " ".join(q["question"].split())
         qvec = index.encode_query(text)
         cands = retriever.candidates(text, qvec, POOL, None)
         retriever._fuse(text, qvec, cands, engine.weights)
@@ -84,17 +96,12 @@ def collect(c: eval_all.Collection, engine, run_eval) -> list[Question]:
         beside = [Candidate(n) for n in sorted({n for ns in near.values() for n in ns} - near.keys())]
         retriever._fuse(text, qvec, beside, engine.weights)
         row = {k.pos: features(k) for k in cands + beside}
-        passages = [index.passages[k.pos] for k in cands]
-        if c.documents:
-            y = [float(p.file in gold_files) for p in passages]
-        else:
-            y = [float(any(covers(p, g) for g in gold)) for p in passages]
         out.append(
             Question(
                 c.name,
                 np.array([features(k) for k in cands]),
                 [np.array([row[n] for n in near[k.pos]]).reshape(-1, len(BASE)) for k in cands],
-                np.array(y),
+                np.array([answers(index.passages[k.pos]) for k in cands]),
             )
         )
     return out
@@ -215,16 +222,11 @@ def main() -> int:
     ap.add_argument("--l2", type=float, default=1e-3, help="penalty of the logistic fit")
     ap.add_argument("--out", type=Path, help="write the fitted weights and fold figures here (JSON)")
     args = ap.parse_args()
-    from qa.engine import Engine
-
     run_eval = eval_all.load_module(eval_all.EVAL_DIR / "run_eval.py")
-    every = eval_all.collections()
     questions: list[Question] = []
-    for name in args.sets.split(","):
-        c = every[name]
-        engine = Engine.load(eval_all.ensure_index(c, rebuild=False), c.corpus)
+    for c, engine in eval_all.engines(args.sets.split(",")):
         found = collect(c, engine, run_eval)
-        print(f"[{name}] {len(found)} questions, {sum(int(q.y.any()) for q in found)} with an answer in the pool")
+        print(f"[{c.name}] {len(found)} questions, {sum(int(q.y.any()) for q in found)} with an answer in the pool")
         questions += found
 
     now = current_weights()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 import eval_all  # noqa: E402
-from fit_ranker import OWN_QUESTIONS, covers  # noqa: E402
+from fit_ranker import fitting_questions  # noqa: E402
 
 MIN_ANSWER_RATE = 0.97
 
@@ -47,28 +47,14 @@ class Question:
 def collect(c: eval_all.Collection, engine, run_eval) -> list[Question]:
     from qa import support
 
-    questions = run_eval.load_questions(c.questions)
-    if c.name == "demo" and OWN_QUESTIONS.exists():
-        questions += run_eval.load_questions(OWN_QUESTIONS)
-    corpus = run_eval.Corpus(c.corpus)
     out = []
-    for q in questions:
-        gold = [corpus.locate(g["file"], g["quote"]) for g in q.get("gold", [])]
-        gold_files = {g["file"] for g in q.get("gold", [])}
-        text = " ".join(q["question"].split())
+    for q, text, answers in fitting_questions(c, run_eval):
         ranked, _ = engine.rank(text, engine.index.encode_query(text))
         top = ranked[: support.TOP]
-        if not top:
-            continue
-        x = support.features(text, top, engine.retriever, top[0].score)
-        passages = [engine.index.passages[k.pos] for k in top]
-        if not q["answerable"]:
-            y = np.zeros(len(top))
-        elif c.documents:
-            y = np.array([float(p.file in gold_files) for p in passages])
-        else:
-            y = np.array([float(any(covers(p, g) for g in gold)) for p in passages])
-        out.append(Question(c.name, q["answerable"], x, y))
+        if top:
+            x = support.features(text, top, engine.retriever, top[0].score)
+            y = np.array([answers(engine.index.passages[k.pos]) for k in top])
+            out.append(Question(c.name, q["answerable"], x, y))
     return out
 
 
@@ -158,15 +144,11 @@ def main() -> int:
     ap.add_argument("--sets", default="demo,squad2,perspectrum,scifact")
     ap.add_argument("--l2", type=float, default=1e-3)
     args = ap.parse_args()
-    from qa.engine import Engine
     from qa.support import FEATURES
 
     run_eval = eval_all.load_module(eval_all.EVAL_DIR / "run_eval.py")
-    every = eval_all.collections()
     questions: list[Question] = []
-    for name in args.sets.split(","):
-        c = every[name]
-        engine = Engine.load(eval_all.ensure_index(c, rebuild=False), c.corpus)
+    for c, engine in eval_all.engines(args.sets.split(",")):
         questions += collect(c, engine, run_eval)
     groups = by_collection(questions)
     print(f"\n{'held out':<12} {'threshold':>9} {'answer_rate':>11} {'abstain':>8}   (model fitted on the others)")
