@@ -114,7 +114,23 @@ def chunk(sents: list[Sentence]) -> list[list[Sentence]]:
         words += s.words
     if cur:
         chunks.append(cur)
-    return _merge_short_tails(chunks)
+    return _merge_short_tails(_headings_lead(chunks))
+
+
+def _headings_lead(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
+    """Headings alone in a chunk (a heading right above a sub-heading) open the chunk right under them. A heading
+    whose section kept no text (a list of names dropped as junk) is structure, not content: it goes."""
+    out: list[list[Sentence]] = []
+    waiting: list[Sentence] = []
+    for c in chunks:
+        if waiting and c[0].paragraph != waiting[-1].paragraph + 1:
+            waiting = []
+        if all(s.heading for s in c):
+            waiting += c
+            continue
+        out.append(waiting + c)
+        waiting = []
+    return out
 
 
 def _merge_short_tails(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
@@ -157,7 +173,7 @@ def build_passages(
         for c in chunk(w.sentences):
             keys = [index_of[id(s)] for s in c]
             copies = [w.dup_of[k] for k in keys]
-            if all(m is not None for m in copies):
+            if all(m is not None or s.heading for s, m in zip(c, copies, strict=True)):  # a version's copy
                 _record_copy(w.file, c, copies, owner)
                 collapsed[w.work] += 1
                 continue

@@ -42,6 +42,7 @@ class Paragraph:
     text: MappedText
     section: str | None
     back_matter: bool = False  # see also, references, notes: only quotations in them are kept
+    heading: bool = False  # a section heading: read by readers, so searchable text like any other
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Sentence:
     paragraph: int  # index within its work
     words: int
     back_matter: bool = False
+    heading: bool = False
 
 
 def _lines(mt: MappedText) -> list[MappedText]:
@@ -122,6 +124,8 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
         if heading is not None:
             back_matter = back_matter or heading.lower() in BACK_MATTER
             section, prev = heading, None
+            if not back_matter and (at := line.text.find(heading)) >= 0:  # the heading's words, without "#"
+                out.append(Paragraph(line.slice(at, at + len(heading)), section, heading=True))
         elif prev is not None and ((wrapped and not after_break) or _continues(prev.text.text, line.text)):
             prev.text = _join(prev.text, line)
         else:
@@ -167,7 +171,9 @@ def sentences(paras: list[Paragraph]) -> list[Sentence]:
     for pi, para in enumerate(paras):
         text = para.text.text
         _, offsets = blingfire.text_to_sentences_and_offsets(text)
-        if para.back_matter:  # the quotations themselves, without the citation around them
+        if para.heading:  # one line, one unit, whatever its punctuation
+            offsets = [(0, len(text))]
+        elif para.back_matter:  # the quotations themselves, without the citation around them
             offsets = [m.span() for m in QUOTATION.finditer(text) if _is_prose_quote(m.group())]
         for a, b in offsets:
             while a < b and text[a].isspace():
@@ -178,7 +184,8 @@ def sentences(paras: list[Paragraph]) -> list[Sentence]:
                 continue
             start, end = para.text.raw_span(a, b)
             s = text[a:b]
-            out.append(Sentence(s, start, end, para.section, pi, len(_prose_words(s)), para.back_matter))
+            words = len(_prose_words(s))
+            out.append(Sentence(s, start, end, para.section, pi, words, para.back_matter, para.heading))
     return out
 
 
@@ -187,7 +194,7 @@ def drop_junk(sents: list[Sentence], tail_run: int = 10, tail_share: float = 0.6
     only its prose: explanatory notes and quotations."""
     quoted = [s for s in sents if s.back_matter and not is_junk(s.text)]
     sents = [s for s in sents if not s.back_matter]
-    flags = [is_junk(s.text) for s in sents]
+    flags = [not s.heading and is_junk(s.text) for s in sents]
     for i in range(1, len(sents)):  # a short fragment ("Routledge.", "No one.") goes with its neighbour
         if sents[i].words < 8 and sents[i].paragraph == sents[i - 1].paragraph:
             flags[i] = flags[i] and flags[i - 1] if sents[i].words > 3 else flags[i - 1]

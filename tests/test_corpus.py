@@ -218,5 +218,6 @@ def test_added_files_are_ingested_and_bad_files_skipped(tmp_path):
     assert "famine of 1933 & its aftermath" in html.text and "var x" not in html.text and "Home" not in html.text
     assert c.works[html.work].title == "Village Archive"
     raw = c.texts["page.html"]
-    assert raw[html.start : html.end].startswith("The letters")
+    assert raw[html.start : html.end].startswith("Letters</h1><p>The letters")  # a heading is read: it is kept
+    assert html.text.startswith("Letters The letters") and html.section == "Letters"
     assert "notes" in format_stats(c) and "skipped latin1.txt" in format_stats(c)
