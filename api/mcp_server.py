@@ -45,7 +45,8 @@ Answer a question with ranked passages quoted verbatim from the collection (the 
 Each passage has its text, `highlights` (the sentences that answer best), `source` (work, title, author, \
 year, section, character offsets), `citation` (`text` ready to quote, `csl` as CSL-JSON), `viewpoint` and \
 `attributions` (whose view the passage reports). `answered` is false when the collection does not answer; \
-`reason` says why, and the passages are then only the nearest ones (supports_answer false). `viewpoints` \
+`reason` says why, and the passages are then only the nearest ones. Each passage's `supports_answer` \
+(with its probability `support`) says whether it supports an answer: cite those. `viewpoints` \
 groups the passage ids by viewpoint. By default the top results cover every viewpoint the collection holds \
 (diversify). Read around a passage with get_passage; list_works gives the values the filters accept."""
 
@@ -59,11 +60,6 @@ Every work in the collection: id, title, authors, year, kind, origin (edition, p
 (the JSON of GET /v1/works, under "result"). Work ids, authors, kinds and viewpoint labels are the values \
 ask's filters accept."""
 
-# Descriptions for the arguments whose API model leaves them to the field name.
-ARGUMENT_HELP = {
-    "top_k": "how many passages to return, 1-50",
-    "filters": "only passages from the works that match every given field; omit for the whole collection",
-}
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
@@ -183,8 +179,6 @@ def ask_schema(engine) -> dict:
     """AskRequest's JSON schema, listing the values each filter accepts in this index (as the API's OpenAPI
     does), so a chatbot can restrict by viewpoint or work without guessing."""
     schema = AskRequest.model_json_schema()
-    for name, text in ARGUMENT_HELP.items():
-        schema["properties"][name].setdefault("description", text)
     fields = schema["$defs"]["Filters"]["properties"]
     for name, values in engine.filter_values.items():
         for option in fields[name].get("anyOf", []):

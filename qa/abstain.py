@@ -48,7 +48,7 @@ FOCUS = re.compile(
 @dataclass
 class Decision:
     answered: bool
-    code: ReasonCode  # one per branch of decide(): for programs
+    code: ReasonCode  # one per branch of explain(): for programs
     reason: str  # the same, for people
 
 

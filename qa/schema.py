@@ -75,8 +75,10 @@ class AskRequest(BaseModel):
         max_length=MAX_QUESTION_CHARS,
         pattern=VISIBLE_CHAR,
     )
-    top_k: int = Field(10, ge=1, le=50, description="how many passages to return")
-    filters: Filters | None = Field(None, description="restrict the answer to some works")
+    top_k: int = Field(10, ge=1, le=50, description="how many passages to return, 1-50")
+    filters: Filters | None = Field(
+        None, description="only passages from the works that match every given field; omit for the whole collection"
+    )
     diversify: bool = Field(True, description="cover every viewpoint the corpus holds in the top results")
 
     _top_k = field_validator("top_k", mode="before")(_whole_number)
