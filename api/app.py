@@ -9,6 +9,7 @@ its thread pool, so encoding a query never blocks the event loop.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -83,18 +84,31 @@ class EngineSlot:
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size
 
+    def corpus_on_disk(self) -> tuple:
+        """Changes whenever a corpus file is added, removed or rewritten (names, sizes, mtimes)."""
+        try:
+            entries = sorted(os.scandir(self.corpus_dir), key=lambda e: e.name)
+            return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+        except OSError:
+            return ()
+
     def _watch(self) -> None:
         """Poll for a rebuilt index (`qa index build` / `qa index add` in another process) and swap it in.
         A new index that does not load is logged and skipped; the one in use keeps serving."""
         from qa.engine import Engine
 
-        tried = self.generation
+        tried = None
         while True:
             time.sleep(self.reload_seconds)
             now = self.on_disk()
-            if now is None or now in (self.generation, tried):
+            if now is None or now == self.generation:
                 continue
-            tried = now
+            # A refused index is tried again once the corpus changes: it may have been refused as stale
+            # because the files it was built from were still being written.
+            attempt = (now, self.corpus_on_disk())
+            if attempt == tried:
+                continue
+            tried = attempt
             try:
                 engine = Engine.load(self.index_dir, self.corpus_dir)
             except Exception as exc:

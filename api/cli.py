@@ -46,11 +46,13 @@ def one_line(exc: BaseException) -> str:
 
 
 def corpus_option(f):
-    return click.option("--corpus", "corpus_dir", type=DIR, help="corpus directory [default: the bundled corpus]")(f)
+    help = "the collection's documents [default: $QA_CORPUS_DIR, or $QA_DATA_DIR/collection]"
+    return click.option("--corpus", "corpus_dir", type=DIR, help=help)(f)
 
 
 def index_option(f):
-    return click.option("--index", "index_dir", type=DIR, help="index directory [default: $QA_INDEX_DIR, var/index]")(f)
+    help = "index directory [default: $QA_INDEX_DIR, or $QA_DATA_DIR/index]"
+    return click.option("--index", "index_dir", type=DIR, help=help)(f)
 
 
 def settings_with(**overrides) -> Settings:
@@ -93,30 +95,106 @@ def index() -> None:
 def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
     """Build the index from the corpus, replacing any previous one only when the build succeeds."""
     from api.logs import command_logging
-    from qa.build import build_default_index
+    from qa.collection import build
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
     with command_logging(s.log_level, s.log_format):  # the build's own lines, one per event ($QA_LOG_FORMAT)
-        build_default_index(s.corpus_dir, s.index_dir, progress=True)
+        build(s.corpus_dir, s.index_dir, progress=True)
     click.echo(f"index built at {s.index_dir}")
 
 
-@index.command("add")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@cli.group()
+def collection() -> None:
+    """List, add and remove the collection's documents (in $QA_DATA_DIR, see `qa collection path`)."""
+
+
+@collection.command("path")
 @corpus_option
 @index_option
-def index_add(paths: tuple[Path, ...], corpus_dir: Path | None, index_dir: Path | None) -> None:
-    """Add documents (text, Markdown or HTML files) to the collection and rebuild the index."""
+def collection_path(corpus_dir: Path | None, index_dir: Path | None) -> None:
+    """Where the collection's documents and index are."""
+    s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
+    click.echo(f"documents: {s.corpus_dir}\nindex: {s.index_dir}")
+
+
+@collection.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON: one object per document")
+@corpus_option
+@index_option
+def collection_list(as_json: bool, corpus_dir: Path | None, index_dir: Path | None) -> None:
+    """The documents of the collection: each file's works (title, authors, year, viewpoint) as indexed."""
+    from qa.collection import documents
+
+    s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
+    docs = documents(s.corpus_dir, s.index_dir)
+    if as_json:
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    from api.render import printable
+
+    for doc in docs:
+        click.echo(printable(f"{doc['file']}  [{doc['status']}]"))
+        for w in doc["works"]:
+            year = w["year"] if w["year"] is not None else "n.d."
+            line = f"  {w['title']} ({', '.join(w['authors'])}, {year}) {w['kind']}; viewpoint: {w['viewpoint_label']}"
+            click.echo(printable(line))
+
+
+def add_options(f):
+    options = [
+        click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option("--title", help="the document's title [default: read from the file]"),
+        click.option("--author", "authors", multiple=True, help="an author (repeatable) [default: read from the file]"),
+        click.option("--year", type=click.IntRange(-3000, 3000), help="year of publication"),
+        click.option("--kind", help='what it is, e.g. "journal article", "book chapter", "report"'),
+        click.option("--viewpoint", help="a short label for whose view it expresses, usable as a filter"),
+        click.option("--viewpoint-description", help="one line describing that viewpoint (for a new label)"),
+        corpus_option,
+        index_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@add_options
+def add_command(paths, title, authors, year, kind, viewpoint, viewpoint_description, corpus_dir, index_dir) -> None:
+    """Add documents (text, Markdown or HTML files) to the collection and update the index. What you state
+    (--title, --author, ...) is kept in the collection's manifest and wins over what is read from the files."""
     from api.logs import command_logging
-    from qa.build import add_documents
+    from qa.collection import add_documents
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
     for p in paths:
         with p.open("rb"):  # an unreadable file fails here, before any work is done
             pass
+    fields = dict(title=title, authors=list(authors) or None, year=year, kind=kind, viewpoint_label=viewpoint)
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if viewpoint_description and not viewpoint:
+        raise click.UsageError("--viewpoint-description: describes a --viewpoint label; give one")
     with command_logging(s.log_level, s.log_format):
-        add_documents(list(paths), s.corpus_dir, s.index_dir)
-    click.echo(f"added {len(paths)} document(s); index at {s.index_dir}")
+        add_documents(list(paths), s.corpus_dir, s.index_dir, fields, viewpoint_description)
+    click.echo(f"added {len(paths)} document(s) to {s.corpus_dir}; index at {s.index_dir}")
+
+
+add_command = click.command("add")(add_command)  # one command, under both groups
+index.add_command(add_command)
+collection.add_command(add_command)
+
+
+@collection.command("remove")
+@click.argument("names", nargs=-1, required=True)
+@corpus_option
+@index_option
+def collection_remove(names: tuple[str, ...], corpus_dir: Path | None, index_dir: Path | None) -> None:
+    """Remove documents (by file name, as `qa collection list` shows them) and update the index."""
+    from api.logs import command_logging
+    from qa.collection import remove_documents
+
+    s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
+    with command_logging(s.log_level, s.log_format):
+        remove_documents(list(names), s.corpus_dir, s.index_dir)
+    click.echo(f"removed {len(names)} document(s); index at {s.index_dir}")
 
 
 @cli.command()

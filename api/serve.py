@@ -36,11 +36,15 @@ def why_build(s: Settings) -> str | None:
 
 def ensure_index(s: Settings) -> None:
     """Build the index first when there is none or the corpus changed (`qa serve` and `qa mcp` alike)."""
-    if reason := why_build(s):
-        from qa.build import build_default_index
+    if not why_build(s):
+        return
+    from qa.build import build_default_index
+    from qa.collection import writer_lock
 
-        log.info("%s: building it from %s", reason, s.corpus_dir)
-        build_default_index(s.corpus_dir, s.index_dir, progress=True)
+    with writer_lock(s.index_dir):
+        if reason := why_build(s):  # again: another writer may have built it while this one waited
+            log.info("%s: building it from %s", reason, s.corpus_dir)
+            build_default_index(s.corpus_dir, s.index_dir, progress=True)
 
 
 def http_limits(s: Settings) -> dict:
@@ -64,6 +68,7 @@ def run(s: Settings) -> None:
         os.environ.update(
             QA_INDEX_DIR=str(s.index_dir.absolute()),
             QA_CORPUS_DIR=str(s.corpus_dir.absolute()),
+            QA_DATA_DIR=str(s.data_dir.absolute()),
             QA_LOG_LEVEL=s.log_level,
             QA_LOG_FORMAT=s.log_format,
             QA_CORS_ORIGINS=",".join(s.cors_origins),

@@ -1,4 +1,9 @@
-"""Service settings: environment variables prefixed QA_ (or a .env file), e.g. QA_INDEX_DIR=/srv/index."""
+"""Service settings: environment variables prefixed QA_ (or a .env file), e.g. QA_DATA_DIR=/srv/qa.
+
+A collection lives in a data directory: its documents and manifest in `collection/`, its index in `index/`.
+The default is the platform's user data directory (~/.local/share/verbatim-qa on Linux); the first time it
+has no collection, the bundled demo collection is copied there.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,24 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+import platformdirs
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-import corpus
+from api import DISTRIBUTION
 
 
-def default_corpus_dir() -> Path:
-    return Path(corpus.__file__).resolve().parent
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(DISTRIBUTION, appauthor=False))
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
 
-    index_dir: Path = Field(default_factory=lambda: Path("var/index"))
-    corpus_dir: Path = Field(default_factory=default_corpus_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Each defaults to a directory of data_dir; set either to keep it elsewhere.
+    corpus_dir: Path = Field(None, validate_default=False)  # filled in by _in_data_dir
+    index_dir: Path = Field(None, validate_default=False)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
@@ -45,6 +53,17 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(10.0, gt=0)
     # An idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive).
     keep_alive_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _in_data_dir(self):
+        if self.index_dir is None:
+            self.index_dir = self.data_dir / "index"
+        if self.corpus_dir is None:
+            from corpus.collection import seed_demo
+
+            self.corpus_dir = self.data_dir / "collection"
+            seed_demo(self.corpus_dir)  # a new user's collection starts as the demo, theirs to change
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

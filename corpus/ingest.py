@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from corpus.clean import clean_text
@@ -23,6 +23,8 @@ CORPUS_DIR = Path(__file__).resolve().parent
 MANIFEST_NAME = "manifest.toml"
 FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
            ".htm": "html"}  # fmt: skip
+# What a file's own manifest entry may state about the one work it holds (the rest is inferred).
+STATED_FIELDS = ("title", "authors", "year", "kind", "viewpoint", "viewpoint_label")
 
 
 @dataclass
@@ -115,6 +117,16 @@ def _file_works(name: str, entry: dict | None) -> list[Work]:
     return [Work(file=name, **w) for w in (entry or {}).get("works", [])]
 
 
+def _stated(work: Work, entry: dict | None, viewpoints: dict[str, str]) -> Work:
+    """The inferred work with what a file-level manifest entry states about it (`qa index add --title ...`)."""
+    stated = {k: v for k, v in (entry or {}).items() if k in STATED_FIELDS}
+    if not stated:
+        return work
+    if "viewpoint_label" in stated and "viewpoint" not in stated:
+        stated["viewpoint"] = viewpoints.get(stated["viewpoint_label"], stated["viewpoint_label"])
+    return replace(work, **stated, inferred=False)
+
+
 def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
     """sha256 of each file load_corpus would ingest: enough to tell whether an index is stale."""
     out = {}
@@ -174,7 +186,7 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
 
 def _ingest_file(corpus: Corpus, name: str, raw: str, fmt: str, entry: dict | None, notes) -> list[WorkText]:
     start, html_title = html_to_mapped(raw) if fmt == "html" else (None, None)
-    works = _file_works(name, entry) or [infer_work(name, raw, fmt, html_title)]
+    works = _file_works(name, entry) or [_stated(infer_work(name, raw, fmt, html_title), entry, corpus.viewpoints)]
     cleaned = clean_text(raw, (entry or {}).get("drop"), start)
     notes[name] = (cleaned.notes, cleaned.note_refs)
     out = []

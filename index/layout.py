@@ -1,7 +1,8 @@
 """What an index directory holds, and the helpers build and load must agree on.
 
 An index is one directory. It is replaced as a whole by renaming sibling directories:
-`<dir>.tmp-<pid>` (being built) and `<dir>.old-<pid>` (the previous index during the swap).
+`<dir>.tmp-<pid>` (being built) and `<dir>.old-<pid>` (the previous index during the swap); an add or remove
+of documents stages its corpus copy and index in `<dir>.staging-<pid>` (see qa/collection.py).
 """
 
 from __future__ import annotations
@@ -152,9 +153,10 @@ def recover(out_dir: Path) -> None:
             fsync_path(out_dir.parent)
         for p in olds:
             shutil.rmtree(p, ignore_errors=True)
-        for p, pid in siblings(out_dir, "tmp"):
-            if pid == os.getpid() or not _pid_alive(pid):
-                shutil.rmtree(p, ignore_errors=True)
+        for kind in ("tmp", "staging"):  # a build's directory; an add's or remove's copy of the corpus
+            for p, pid in siblings(out_dir, kind):
+                if pid == os.getpid() or not _pid_alive(pid):
+                    shutil.rmtree(p, ignore_errors=True)
 
 
 def swap_in(tmp: Path, out_dir: Path) -> None:

@@ -215,7 +215,7 @@ class SearchIndex:
 
 def _recover_quietly(path: Path) -> None:
     """Restore an index a crashed build left mid-swap; harmless no-op on a read-only deployment."""
-    if path.exists() and not layout.siblings(path, "old") and not layout.siblings(path, "tmp"):
+    if path.exists() and not any(layout.siblings(path, kind) for kind in ("old", "tmp", "staging")):
         return
     try:
         layout.recover(path)

@@ -7,10 +7,8 @@ import ctypes
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus.align import to_raw, word_alignment
-from corpus.ingest import CORPUS_DIR, FORMATS, Corpus, load_corpus, read_text
+from corpus.ingest import CORPUS_DIR, Corpus, load_corpus
 from corpus.model import Passage
 from index.build import build_index, embedding_text
 from index.encoder import DEFAULT_MODEL, load_encoder
@@ -175,32 +173,3 @@ def _attributions(corpus: Corpus, found: list[list[dict]]) -> dict[str, list[dic
                 mapped.append({"holder": a["holder"], "cue": a["cue"], "start": span[0], "end": span[1]})
         out[p.id] = mapped
     return out
-
-
-def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: Path = Path("var/index")) -> Path:
-    """Add text files to the corpus and rebuild the index.
-
-    Every file is checked before anything changes: one that is not a readable text, Markdown or HTML file,
-    or that would replace a different file of the same name, raises ValueError. The index is built from a
-    staging copy of the corpus and the files join the corpus only once it is built, so an interrupted add
-    leaves the corpus and its index as they were.
-    """
-    for path in paths:
-        if path.suffix.lower() not in FORMATS:
-            raise ValueError(f"{path}: unsupported format {path.suffix or '(none)'} (use {', '.join(sorted(FORMATS))})")
-        try:
-            read_text(path)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from exc
-        existing = corpus_dir / path.name
-        if existing.exists() and existing.read_bytes() != path.read_bytes():
-            raise ValueError(f"{path}: the corpus already has a different file named {path.name}")
-    with tempfile.TemporaryDirectory(prefix="qa-add-") as tmp:
-        staging = Path(tmp) / "corpus"
-        shutil.copytree(corpus_dir, staging, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-        for path in paths:
-            shutil.copyfile(path, staging / path.name)
-        built = build_default_index(staging, index_dir)
-    for path in paths:
-        shutil.copyfile(path, corpus_dir / path.name)
-    return built

@@ -94,6 +94,11 @@ def tmp_dir(index: Path, pid: int) -> Path:
     return layout.sibling(index, "tmp", pid)
 
 
+def staging_dir(index: Path, pid: int) -> Path:
+    """Where `qa index add` copies the corpus and builds, before anything of the collection changes."""
+    return layout.sibling(index, "staging", pid)
+
+
 # --- (a) crash safety -----------------------------------------------------------------------------------
 
 
@@ -123,12 +128,12 @@ def test_index_add_killed_midway_keeps_previous_index(small, tmp_path):
     new.write_text("Notes on the Five-Year Plans.\n\nThe first Five-Year Plan began in 1928.\n", encoding="utf-8")
     pid = kill_when(
         ["index", "add", str(new), "--corpus", str(corpus), "--index", str(index)],
-        lambda pid: tmp_dir(index, pid).is_dir(),
+        lambda pid: staging_dir(index, pid).is_dir(),
     )
-    assert files_of(index) == before
-    answer = ask_in_process(index, None)  # the previous index, whatever the corpus dir now holds
+    assert files_of(index) == before and not (corpus / new.name).exists()
+    answer = ask_in_process(index, corpus)  # the previous collection, whole
     assert answer["passages"] and all(p["source"]["file"] == SHORTEST[0].name for p in answer["passages"])
-    assert not tmp_dir(index, pid).exists()
+    assert not staging_dir(index, pid).exists()  # loading tidies the dead add's copy of the corpus
 
 
 def test_serve_answers_after_a_killed_index_add(small, tmp_path):
@@ -139,7 +144,7 @@ def test_serve_answers_after_a_killed_index_add(small, tmp_path):
     new.write_text("Notes on the Five-Year Plans.\n\nThe first Five-Year Plan began in 1928.\n", encoding="utf-8")
     kill_when(
         ["index", "add", str(new), "--corpus", str(corpus), "--index", str(index)],
-        lambda pid: tmp_dir(index, pid).is_dir(),
+        lambda pid: staging_dir(index, pid).is_dir(),
     )
     ask_in_process(index, corpus)
 

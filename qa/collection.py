@@ -1,0 +1,170 @@
+"""Changing a collection: adding and removing documents, one writer at a time, losing nothing.
+
+Every write (`qa index build`, add, remove) holds the collection's writer lock from start to end: a second
+writer waits for the first, so two adds at once both land. An add or a remove builds the new index from a
+staging copy of the corpus next to the index; then the changed files take their places in the corpus, and
+only then is the new index swapped in. So a server never sees an index whose files are not yet in the
+corpus, and a write killed at any moment leaves either the collection as it was, or the new files with the
+previous index (which the loader reports as stale, naming them: `qa index build` finishes the job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from corpus.collection import manifest_text, with_file_entry, without_file_entry, write_atomically
+from corpus.ingest import FORMATS, MANIFEST_NAME, read_text
+from index import layout
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Held for a whole build, add or remove of the collection whose index is index_dir."""
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another write to %s to finish", index_dir)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build(corpus_dir: Path, index_dir: Path, progress: bool = True) -> Path:
+    """`qa index build`: the whole index from the corpus, under the writer lock."""
+    from qa.build import build_default_index
+
+    with writer_lock(index_dir):
+        return build_default_index(corpus_dir, index_dir, progress=progress)
+
+
+def add_documents(
+    paths: list[Path],
+    corpus_dir: Path,
+    index_dir: Path,
+    fields: dict | None = None,
+    viewpoint_description: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Add files to the collection and rebuild its index; `fields` (title, authors, year, kind, viewpoint,
+    viewpoint_label) describe each added file in the collection's manifest.
+
+    Every file is checked before anything changes: one that is not a readable document of a supported format,
+    two files of the same name, or a file that would replace a different one of the same name raise ValueError.
+    """
+    _check_new(paths, corpus_dir)
+    with writer_lock(index_dir):
+        changes: dict[str, bytes | None] = {path.name: path.read_bytes() for path in paths}
+        if fields:
+            manifest = manifest_text(corpus_dir)
+            for path in paths:
+                manifest = with_file_entry(manifest, path.name, fields, viewpoint_description)
+            changes[MANIFEST_NAME] = manifest.encode("utf-8")
+        return _rewrite(corpus_dir, index_dir, changes, progress)
+
+
+def remove_documents(names: list[str], corpus_dir: Path, index_dir: Path, progress: bool = True) -> Path:
+    """Remove documents (by file name) and their manifest entries from the collection; rebuild its index."""
+    missing = [n for n in names if Path(n).name != n or not (corpus_dir / n).is_file() or n == MANIFEST_NAME]
+    if missing:
+        raise ValueError(f"not a document of the collection at {corpus_dir}: {', '.join(missing)}")
+    with writer_lock(index_dir):
+        manifest = manifest_text(corpus_dir)
+        changes: dict[str, bytes | None] = dict.fromkeys(names)
+        if manifest:
+            for name in names:
+                manifest = without_file_entry(manifest, name)
+            changes[MANIFEST_NAME] = manifest.encode("utf-8")
+        return _rewrite(corpus_dir, index_dir, changes, progress)
+
+
+def _check_new(paths: list[Path], corpus_dir: Path) -> None:
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.suffix.lower() not in FORMATS:
+            raise ValueError(f"{path}: unsupported format {path.suffix or '(none)'} (use {', '.join(sorted(FORMATS))})")
+        if path.name == MANIFEST_NAME:
+            raise ValueError(f"{path}: {MANIFEST_NAME} is the collection's manifest, not a document")
+        if path.name in seen:
+            raise ValueError(f"{path}: two files named {path.name} ({seen[path.name]} too); rename one")
+        seen[path.name] = path
+        try:
+            read_text(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        existing = corpus_dir / path.name
+        if existing.exists() and existing.read_bytes() != path.read_bytes():
+            raise ValueError(f"{path}: the collection already has a different file named {path.name}")
+
+
+def _rewrite(corpus_dir: Path, index_dir: Path, changes: dict[str, bytes | None], progress: bool) -> Path:
+    """Build the index of the corpus with `changes` (file name -> new bytes, None = removed) applied, then
+    apply them to the corpus, then swap the index in. Called under the writer lock."""
+    from qa.build import build_default_index
+
+    layout.recover(index_dir)  # debris of an earlier write that was killed
+    staging = layout.sibling(index_dir, "staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        corpus = staging / "corpus"
+        shutil.copytree(corpus_dir, corpus, ignore=shutil.ignore_patterns("*.py", "__pycache__", ".*"))
+        _apply(corpus, changes)
+        built = build_default_index(corpus, staging / "index", progress=progress)
+        _apply(corpus_dir, changes)
+        layout.swap_in(built, index_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return index_dir
+
+
+def _apply(corpus_dir: Path, changes: dict[str, bytes | None]) -> None:
+    for name, data in changes.items():
+        if data is None:
+            (corpus_dir / name).unlink(missing_ok=True)
+        else:
+            write_atomically(corpus_dir / name, data)
+    layout.fsync_path(corpus_dir)  # the renames and unlinks too survive a crash
+
+
+def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
+    """Each document of the collection with its works as the index holds them, and whether the index is up to
+    date with it: "indexed", "changed since indexed", "not indexed yet", or "removed; still indexed"."""
+    from corpus.ingest import corpus_files
+
+    on_disk = corpus_files(corpus_dir)
+    built_from, works = _indexed(index_dir)
+    out = []
+    for name in sorted(set(on_disk) | set(built_from)):
+        if name not in built_from:
+            status = "not indexed yet"
+        elif name not in on_disk:
+            status = "removed; still indexed"
+        else:
+            status = "indexed" if on_disk[name] == built_from[name] else "changed since indexed"
+        keys = ("id", "title", "authors", "year", "kind", "viewpoint_label")
+        out.append({"file": name, "status": status, "works": [{k: w[k] for k in keys} for w in works.get(name, [])]})
+    return out
+
+
+def _indexed(index_dir: Path) -> tuple[dict[str, str], dict[str, list[dict]]]:
+    """The corpus files an index was built from (name -> sha256) and its works by file; empty without one."""
+    try:
+        manifest = json.loads((index_dir / layout.MANIFEST_FILE).read_text(encoding="utf-8"))
+        works = json.loads((index_dir / layout.WORKS_FILE).read_text(encoding="utf-8"))
+        by_file: dict[str, list[dict]] = {}
+        for w in works:
+            by_file.setdefault(w["file"], []).append(w)
+        return dict(manifest["corpus_files"]), by_file
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, {}
