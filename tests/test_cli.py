@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import tomllib
 import urllib.request
 from importlib.metadata import version
 
+import click
 import pytest
 from _api_support import CORPUS_DIR, QUESTION, REPO, built_index, get, running_server, small_corpus
 from click.testing import CliRunner
@@ -34,7 +37,8 @@ def one_error_line(result, code: int) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["ask"], ["serve"], ["corpus"], ["corpus", "stats"], ["index"], ["index", "build"], ["index", "add"], ["mcp"]],
+    [[], ["ask"], ["serve"], ["corpus"], ["corpus", "stats"], ["index"], ["index", "build"], ["index", "add"], ["mcp"]]
+    + [["collection", *c] for c in ([], ["path"], ["list"], ["add"], ["remove"])],
 )
 def test_help_everywhere(args):
     result = run(*args, "--help")
@@ -187,3 +191,26 @@ def test_serve_stops_with_one_line_when_the_index_is_corrupt(tmp_path):
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "qa index build" in last and "Traceback" not in out.stderr
+
+
+def readme_commands() -> list[str]:
+    """Every `qa ...` line of the README's shell examples (with its continuation lines)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [line.split("  #")[0].strip() for line in lines if line.startswith("qa ")]
+
+
+@pytest.mark.parametrize("line", readme_commands())
+def test_readme_commands_exist_with_their_options(line):
+    """The README is kept true: each command it shows exists, and takes the options it is shown with."""
+    words = shlex.split(line)[1:]
+    path = []
+    group = cli
+    while words and isinstance(group, click.Group) and words[0] in group.commands:
+        group = group.commands[words[0]]
+        path.append(words.pop(0))
+    result = run(*path, "--help")
+    assert result.exit_code == 0, line
+    for option in (w.split("=")[0] for w in words if w.startswith("--")):
+        assert option in result.output, f"{line}: no option {option}"
