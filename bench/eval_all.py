@@ -1,14 +1,16 @@
 """Every figure on every collection, with 95 % bootstrap intervals, the macro average, and a paired comparison
 against a saved run. The one command a ranking, abstention or viewpoint change is judged by.
 
-    python bench/eval_all.py                                   # all four collections' dev questions
+    python bench/eval_all.py                                   # all four collections' dev questions (+ demo-bare)
     python bench/eval_all.py --sets demo,squad2 --save mine    # a subset; keep this run as bench/runs/mine.json
     python bench/eval_all.py --baseline landed                 # compare with bench/runs/landed.json
 
 Collections: the demo collection (the bundled corpus, ../shared/eval/dev.jsonl), and ../shared/eval/external's
-SQuAD 2.0, PERSPECTRUM and BEIR SciFact (each its corpus folder and dev.jsonl). Scoring is the shared scorers'
-own: run_eval.py's for passage figures, beir_eval.py's nDCG@10 (top 50 passages, documents by their best
-passage) for SciFact. Questions are asked in-process (no HTTP), so latency is not reported here: bench/latency.py.
+SQuAD 2.0, PERSPECTRUM and BEIR SciFact (each its corpus folder and dev.jsonl). Also reported, outside the
+macro average: demo-bare, the demo's files without their manifest (as a user's files arrive), on the demo's
+questions. Scoring is the shared scorers' own: run_eval.py's for passage figures, beir_eval.py's nDCG@10 (top 50
+passages, documents by their best passage) for SciFact. Questions are asked in-process (no HTTP), so latency is
+not reported here: bench/latency.py.
 
 Each collection's index is built once and kept under var/eval/, keyed by the corpus's contents. A cached index
 built by other ingestion or indexing code (corpus/, index/, qa/attribution.py, qa/build.py) is used with a warning;
@@ -51,6 +53,7 @@ class Collection:
     questions: Path
     primary: str  # the figure the macro average takes from this collection
     documents: bool = False  # scored at document level, as BEIR scores it
+    in_macro: bool = True  # False: reported, but not one of the four collections the macro average is over
 
 
 def collections() -> dict[str, Collection]:
@@ -63,7 +66,21 @@ def collections() -> dict[str, Collection]:
     demo = Collection("demo", CORPUS_DIR, EVAL_DIR / "dev.jsonl", "mrr@10")
     found = [demo, external("squad2", "mrr@10"), external("perspectrum", "mrr@10")]
     found.append(external("scifact", "ndcg@10", documents=True))
+    # The demo's files as a user's files arrive, without the manifest written for them: what ingestion infers.
+    found.append(Collection("demo-bare", bare_copy(CORPUS_DIR), EVAL_DIR / "dev.jsonl", "mrr@10", in_macro=False))
     return {c.name: c for c in found}
+
+
+def bare_copy(corpus: Path) -> Path:
+    """The corpus's documents without its manifest, under var/eval/ (made once)."""
+    out = CACHE / f"{corpus.name}-bare-corpus"
+    if not out.is_dir():
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for f in corpus.glob("*.txt"):
+            (tmp / f.name).write_bytes(f.read_bytes())
+        tmp.rename(out)
+    return out
 
 
 def load_module(path: Path):
@@ -233,9 +250,17 @@ def evaluate(names: list[str], rebuild: bool = False) -> dict:
         seconds = time.perf_counter() - t0
         out["collections"][c.name] = {"primary": c.primary, "rows": rows, "summary": summarise(rows), "ask_s": seconds}
         print(f"[{c.name}] {len(rows)} questions in {seconds:.0f} s", file=sys.stderr, flush=True)
-    primaries = [v["summary"][v["primary"]]["mean"] for v in out["collections"].values()]
-    out["macro"] = float(np.mean(primaries)) if primaries else None
+    out["macro"] = macro(out, names)
     return out
+    return out
+
+
+def macro(run: dict, names: list[str]) -> float | None:
+    """The mean of the primary figures of the collections in the macro average among `names`."""
+    known = collections()
+    cols = run["collections"]
+    primaries = [cols[n]["summary"][cols[n]["primary"]]["mean"] for n in names if n in cols and known[n].in_macro]
+    return float(np.mean(primaries)) if primaries else None
 
 
 def fmt(s: dict) -> str:
@@ -254,18 +279,24 @@ def report(run: dict, baseline: dict | None) -> str:
                 verdict = "worse" if hi < 0 else "better" if lo > 0 else "same"
                 line += f"   vs baseline {delta:+.3f} [{lo:+.3f}, {hi:+.3f}] {verdict}"
             lines.append(line)
-    primaries = ", ".join(f"{name} {col['primary']}" for name, col in run["collections"].items())
-    macro = f"\nmacro average of {primaries}: "
-    macro += f"{run['macro']:.3f}"
-    if baseline and baseline.get("macro") is not None and set(baseline["collections"]) == set(run["collections"]):
-        macro += f" (baseline {baseline['macro']:.3f}, {run['macro'] - baseline['macro']:+.3f})"
-    lines.append(macro)
+    known = collections()
+    names = [n for n in run["collections"] if known[n].in_macro]
+    if run["macro"] is None:
+        return "\n".join(lines)
+    primaries = ", ".join(f"{name} {run['collections'][name]['primary']}" for name in names)
+    line = f"\nmacro average of {primaries}: {run['macro']:.3f}"
+    if baseline and all(n in baseline["collections"] for n in names):
+        base = macro(baseline, names)
+        line += f" (baseline {base:.3f}, {run['macro'] - base:+.3f})"
+    lines.append(line)
     return "\n".join(lines)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sets", default="demo,squad2,perspectrum,scifact", help="comma-separated collection names")
+    ap.add_argument(
+        "--sets", default="demo,squad2,perspectrum,scifact,demo-bare", help="comma-separated collection names"
+    )
     ap.add_argument("--save", metavar="NAME", help="keep this run as bench/runs/NAME.json")
     ap.add_argument("--baseline", metavar="NAME", help="compare with bench/runs/NAME.json (a saved run)")
     ap.add_argument("--rebuild", action="store_true", help="build the collections' indexes again")

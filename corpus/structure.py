@@ -18,7 +18,9 @@ from corpus.mapped import MappedText
 BACK_MATTER = {
     "see also", "references", "notes", "citations", "sources", "further reading", "external links",
     "bibliography", "footnotes", "works cited", "notes and references", "external link", "contents",
+    "table of contents",
 }  # fmt: skip
+TABLES_OF_CONTENTS = {"contents", "table of contents"}
 MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$")
 TERMINAL = set('.!?:;"”’)]…')
 STOPWORDS = frozenset(
@@ -114,7 +116,7 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
     out: list[Paragraph] = []
     section: str | None = None
     prev: Paragraph | None = None  # the paragraph a line may continue (none right after a heading)
-    after_break = back_matter = False
+    after_break = back_matter = contents = False
     for i, line in enumerate(lines):
         if not line.text:
             after_break = True
@@ -122,7 +124,7 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
         nxt = next((x.text for x in lines[i + 1 :] if x.text), None)
         heading = _heading(line.text, nxt)
         if heading is not None:
-            back_matter = back_matter or heading.lower() in BACK_MATTER
+            back_matter, contents = _back_matter(heading, line.text, back_matter, contents)
             section, prev = heading, None
             if not back_matter and (at := line.text.find(heading)) >= 0:  # the heading's words, without "#"
                 out.append(Paragraph(line.slice(at, at + len(heading)), section, heading=True))
@@ -133,6 +135,19 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
             out.append(prev)
         after_break = False
     return out
+
+
+def _back_matter(heading: str, line: str, back_matter: bool, contents: bool) -> tuple[bool, bool]:
+    """(in back matter, in a table of contents) after this heading. A table of contents ends at the next
+    heading: the work follows it. Notes and references last to the end, unless a Markdown heading (structure
+    the author marked) starts a new part, e.g. the next work of a file after the previous one's notes; a
+    plain line taken for a heading there is more likely a caption or a list entry."""
+    name = heading.lower()
+    if name in BACK_MATTER:
+        return True, name in TABLES_OF_CONTENTS
+    if contents or MD_HEADING.match(line):
+        return False, False
+    return back_matter, False
 
 
 def _prose_words(text: str) -> list[str]:

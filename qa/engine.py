@@ -203,6 +203,11 @@ class Engine:
             return [Highlight(start=p.start, end=p.end, text=p.text)]
         coverage = [self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))]
         scores = sims + HIGHLIGHT_COVERAGE_WEIGHT * np.array(coverage)
+        first = self.retriever.sentence_start[c.pos]
+        # A section heading names the topic the question shares; the answer is in the text under it.
+        headings = [self._is_heading(p, first + i) for i in range(len(sims))]
+        if not all(headings):
+            scores[np.array(headings)] = -np.inf
         order = [int(i) for i in np.argsort(-scores)]
         best = order[0]
         groups = [[best]]  # sentence indices of each highlight
@@ -213,13 +218,16 @@ class Engine:
                 groups[0] = sorted(groups[0] + [i])
             else:
                 groups.append([i])
-        first = self.retriever.sentence_start[c.pos]
         out = []
         for g in groups[:3]:
             (a, _), (_, b) = p.sentences[g[0]], p.sentences[g[-1]]
             ta, tb = self.sentence_spans[first + g[0]][0], self.sentence_spans[first + g[-1]][1]
             out.append(Highlight(start=a, end=b, text=p.text[ta:tb]))
         return out
+
+    def _is_heading(self, p, sentence: int) -> bool:
+        a, b = self.sentence_spans[sentence]
+        return p.section is not None and p.text[a:b].strip() == p.section.strip()
 
     def _passage_out(self, c: Candidate, rank: int, support: float, highlights: list[Highlight]) -> PassageOut:
         p = self.index.passages[c.pos]

@@ -221,3 +221,22 @@ def test_added_files_are_ingested_and_bad_files_skipped(tmp_path):
     assert raw[html.start : html.end].startswith("Letters</h1><p>The letters")  # a heading is read: it is kept
     assert html.text.startswith("Letters The letters") and html.section == "Letters"
     assert "notes" in format_stats(c) and "skipped latin1.txt" in format_stats(c)
+
+
+def test_a_table_of_contents_or_notes_do_not_swallow_the_works_after_them(tmp_path):
+    """Without a manifest entry to split the file, the works after a contents list and after the first
+    work's notes are still read (the demo's CPC file: 34 passages of 267 before)."""
+    prose = "The committee met in the spring and argued about the harvest for many long hours. " * 4
+    (tmp_path / "book.md").write_text(
+        "## Contents\n\nPart one.....3\nPart two.....9\n\n"
+        f"# Part one\n\n{prose}\n\n## Notes\n\n1 Ibid., p. 29.\n\n"
+        f"# Part two\n\nThe second part begins here. {prose}\n\n"
+        "## References\n\nSmith, J. (1990). A History. Oxford: Clarendon Press. ISBN 0-19-000000-0.\n\n"
+        "Plain line caption\n\nA long line after a caption-like plain line stays in the back matter, as plain "
+        "lines that look like headings there are captions and list entries more often than new parts.\n",
+        encoding="utf-8",
+    )
+    passages = load_corpus(tmp_path).passages
+    text = " ".join(p.text for p in passages)
+    assert "The second part begins here" in text and text.count("The committee met") == 8
+    assert "Part two.....9" not in text and "Clarendon" not in text and "stays in the back matter" not in text
