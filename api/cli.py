@@ -106,7 +106,14 @@ def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
 @corpus_option
 @index_option
 def index_add(paths: tuple[Path, ...], corpus_dir: Path | None, index_dir: Path | None) -> None:
-    """Add documents (text, Markdown or HTML files) to the collection and rebuild the index."""
+    """Add documents to the collection and rebuild the index.
+
+    Formats: plain text (.txt), Markdown (.md), HTML (.html, .htm), PDF (.pdf, with a text layer) and Word
+    (.docx). Metadata each states is read: Markdown front matter (title, author, date, description, kind) or its
+    first heading; HTML <title> and author, date, description, citation_*, Dublin Core and Open Graph meta tags;
+    PDF document info (Title, Author, CreationDate); DOCX core properties (title, author, created). A manifest
+    entry for the file overrides them. PDF passages are cited with their page numbers.
+    """
     from api.logs import command_logging
     from qa.build import add_documents
 
@@ -162,11 +169,13 @@ def ask(question, as_json, top_k, works, viewpoints, no_diversify, full, corpus_
 def raw_reader(corpus_dir: Path):
     """file name -> its raw text (None if it is not in corpus_dir), each file read once."""
 
+    from corpus.ingest import raw_text
+
     @functools.cache
     def read(file: str) -> str | None:
         try:
-            return (corpus_dir / Path(file).name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            return raw_text(corpus_dir / Path(file).name)  # a PDF's or DOCX's: the text offsets point into
+        except (OSError, ValueError):
             return None
 
     return read

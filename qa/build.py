@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus.align import to_raw, word_alignment
-from corpus.ingest import CORPUS_DIR, FORMATS, Corpus, load_corpus, read_text
+from corpus.ingest import CORPUS_DIR, FORMATS, Corpus, load_corpus, raw_text
 from corpus.model import Passage
 from index.build import build_index, embedding_text
 from index.encoder import DEFAULT_MODEL, load_encoder
@@ -180,7 +180,7 @@ def _attributions(corpus: Corpus, found: list[list[dict]]) -> dict[str, list[dic
 def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: Path = Path("var/index")) -> Path:
     """Add text files to the corpus and rebuild the index.
 
-    Every file is checked before anything changes: one that is not a readable text, Markdown or HTML file,
+    Every file is checked before anything changes: one that is not a readable file of a supported format,
     or that would replace a different file of the same name, raises ValueError. The index is built from a
     staging copy of the corpus and the files join the corpus only once it is built, so an interrupted add
     leaves the corpus and its index as they were.
@@ -189,7 +189,7 @@ def add_documents(paths: list[Path], corpus_dir: Path = CORPUS_DIR, index_dir: P
         if path.suffix.lower() not in FORMATS:
             raise ValueError(f"{path}: unsupported format {path.suffix or '(none)'} (use {', '.join(sorted(FORMATS))})")
         try:
-            read_text(path)
+            raw_text(path)  # a scanned PDF is refused here, saying why
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from exc
         existing = corpus_dir / path.name
