@@ -126,6 +126,7 @@ def make_docx(path: Path, header: str | None = None) -> None:
     doc = Document()
     doc.core_properties.title = "Minutes of the Harbour Board"
     doc.core_properties.author = "Ana Ribeiro"
+    doc.core_properties.comments = "The board's minutes of its March meeting: dredging and the lighthouse."
     doc.core_properties.created = dt.datetime(2021, 3, 9, 10, 0)
     doc.core_properties.modified = dt.datetime(2021, 3, 9, 10, 0)
     doc.add_heading("Minutes of the Harbour Board", level=1)
