@@ -130,6 +130,16 @@ def front_matter(raw: str) -> Metadata | None:
     )
 
 
+def byline(authors: list[str]) -> str | None:
+    """A pattern for a line that only names the stated authors, perhaps after "By" and before a short date
+    ("By Rui Costa, 5 January 2022"): metadata shown as text, which cleaning deletes. None without authors."""
+    if not authors:
+        return None
+    name = "(?:" + "|".join(re.escape(a) for a in sorted(authors, key=len, reverse=True)) + ")"
+    date = r"(?:[ \t]*[,|·–—-][ \t]*(?=[^\n]*\d)[\w ,.:/-]{1,40})?"
+    return rf"(?im)^[ \t]*(?:(?:written |posted )?by:?[ \t]+)?{name}(?:(?:,|;| and| &)[ \t]*{name})*{date}[ \t]*$"
+
+
 # --- PDF ----------------------------------------------------------------------------------------------------
 
 

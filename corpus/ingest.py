@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.clean import HEADING_MARK, clean_text
-from corpus.formats import EXTRACTORS, FRONT_MATTER, Extracted, Metadata, extract, front_matter
+from corpus.formats import EXTRACTORS, FRONT_MATTER, Extracted, Metadata, byline, extract, front_matter
 from corpus.html import html_to_mapped
 from corpus.mapped import MappedText
 from corpus.model import Note, Passage, Work
@@ -212,14 +212,16 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
 
 def _prepared(raw: str, fmt: str, extracted: Extracted | None) -> tuple[MappedText | None, Metadata, list[str]]:
     """Where cleaning starts (None: the raw text itself), the file's own metadata, and what cleaning deletes
-    first (front matter is metadata, never a passage)."""
+    first: front matter and a byline are metadata, never passages."""
     if fmt == "html":
         start, meta = html_to_mapped(raw)
-        return start, meta, []
-    if extracted is not None:
-        return extracted.mapped(), extracted.metadata, []
-    meta = front_matter(raw) if fmt == "markdown" else None
-    return None, meta or Metadata(), [FRONT_MATTER.pattern] if meta else []
+    elif extracted is not None:
+        start, meta = extracted.mapped(), extracted.metadata
+    else:
+        start, meta = None, front_matter(raw) if fmt == "markdown" else None
+    drop = [FRONT_MATTER.pattern] if meta and fmt == "markdown" else []
+    meta = meta or Metadata()
+    return start, meta, drop + [p for p in [byline(meta.authors)] if p]
 
 
 def _ingest_file(
