@@ -27,7 +27,8 @@ from corpus.clean import HEADING_MARK
 from corpus.mapped import MappedText
 
 LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
-PAGE_NUMBER = re.compile(r"(?i)^[\W_]*(?:page|p\.)?\s*(?:\d{1,4}|[ivxlc]{1,7})(?:\s*(?:of|/)\s*\d{1,4})?[\W_]*$")
+ROMAN = r"(?=[ivxlc])c{0,3}(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})"  # i to cccxcix, not words like "civil"
+PAGE_NUMBER = re.compile(rf"(?i)^[\W_]*(?:page|p\.)?\s*(?:\d{{1,4}}|{ROMAN})(?:\s*(?:of|/)\s*\d{{1,4}})?[\W_]*$")
 FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(?P<yaml>[\s\S]*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)")
 HEADING_SCALE = 1.15  # a line set this much larger than the body text is a heading
 MAX_HEADING_WORDS = 15
@@ -167,20 +168,24 @@ def _pdf_lines(data: bytes) -> tuple[list[_Line], int]:
     return lines, n_pages
 
 
-def _noise_lines(lines: list[_Line], n_pages: int) -> set[int]:
+def _noise_lines(lines: list[_Line], n_pages: int, body: float) -> set[int]:
     """Running headers and footers (the same words, numbers aside, at the top or bottom of most pages) and bare
-    page numbers: indexes into `lines`."""
-    edges: dict[int, list[int]] = {}
-    for page in range(1, n_pages + 1):
-        on_page = [i for i, ln in enumerate(lines) if ln.page == page]
-        edges[page] = on_page[:EDGE_LINES] + on_page[-EDGE_LINES:]
+    page numbers (not a chapter's "I" set as a heading): indexes into `lines`."""
+    on_page: dict[int, list[int]] = {}
+    for i, ln in enumerate(lines):
+        on_page.setdefault(ln.page, []).append(i)
+    edges = {page: ids[:EDGE_LINES] + ids[-EDGE_LINES:] for page, ids in on_page.items()}
 
     def key(i: int) -> str:
         return re.sub(r"\d+", "#", " ".join(lines[i].text.lower().split()))
 
     seen = Counter(k for page_edges in edges.values() for k in {key(i) for i in page_edges})
     running = {k for k, n in seen.items() if n >= max(2, NOISE_SHARE * n_pages) and len(k.split()) <= 12}
-    return {i for e in edges.values() for i in e if key(i) in running or PAGE_NUMBER.match(lines[i].text.strip())}
+
+    def page_number(i: int) -> bool:
+        return bool(PAGE_NUMBER.match(lines[i].text.strip())) and not _is_heading(lines[i], body)
+
+    return {i for e in edges.values() for i in e if key(i) in running or page_number(i)}
 
 
 def _body_size(lines: list[_Line]) -> float:
@@ -197,7 +202,7 @@ def _is_heading(line: _Line, body: float) -> bool:
         and line.size >= body * HEADING_SCALE
         and 0 < len(words) <= MAX_HEADING_WORDS
         and any(c.isalpha() for c in line.text)
-        and line.text.rstrip()[-1] not in ".,;"
+        and line.text.rstrip()[-1] not in ",;"
     )
 
 
@@ -233,7 +238,8 @@ def extract_pdf(data: bytes) -> Extracted:
         raise ValueError(f"not a readable PDF ({type(exc).__name__}: {one_line(exc)[:200]})") from exc
     if not any(c.isalnum() for ln in lines for c in ln.text):
         raise ValueError(f"no text layer (scanned PDF?): {n_pages} page(s) without extractable text")
-    noise, body = _noise_lines(lines, n_pages), _body_size(lines)
+    body = _body_size(lines)
+    noise = _noise_lines(lines, n_pages, body)
     out = Extracted("", metadata)
     parts: list[str] = []
     at = 0

@@ -181,15 +181,17 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
             if not path.name.startswith(".") and path.suffix not in {".py", ".pyc"}:
                 corpus.skipped.append(Skipped(path.name, f"unsupported format {path.suffix or '(none)'}"))
             continue
+        extracted = None
         try:
-            if fmt in ("pdf", "docx"):  # recorded whatever it yields: see corpus_files
-                corpus.files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-            extracted = extract(path) if fmt in ("pdf", "docx") else None
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.suffix.lower() in EXTRACTORS:
+                corpus.files[path.name] = digest  # recorded whatever it yields: see corpus_files
+                extracted = extract(path)
             raw = extracted.text if extracted else read_text(path)
         except (OSError, ValueError) as exc:
             corpus.skipped.append(Skipped(path.name, str(exc)))
             continue
-        corpus.files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        corpus.files[path.name] = digest
         corpus.texts[path.name] = raw
         if extracted and extracted.pages:
             corpus.pages[path.name] = extracted.pages
