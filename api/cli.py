@@ -159,8 +159,15 @@ def add_options(f):
 
 @add_options
 def add_command(paths, title, authors, year, kind, viewpoint, viewpoint_description, corpus_dir, index_dir) -> None:
-    """Add documents (text, Markdown or HTML files) to the collection and update the index. What you state
-    (--title, --author, ...) is kept in the collection's manifest and wins over what is read from the files."""
+    """Add documents to the collection and update the index.
+
+    Formats: plain text (.txt), Markdown (.md), HTML (.html, .htm), PDF (.pdf, with a text layer) and Word
+    (.docx). Metadata each states is read: Markdown front matter (title, author, date, description, kind) or its
+    first heading; HTML <title> and author, date, description, citation_*, Dublin Core and Open Graph meta tags;
+    PDF document info (Title, Author, CreationDate); DOCX core properties (title, author, created). What you
+    state (--title, --author, ...) is kept in the collection's manifest and wins over what is read. PDF
+    passages are cited with their page numbers.
+    """
     from api.logs import command_logging
     from qa.collection import add_documents
 
@@ -240,11 +247,13 @@ def ask(question, as_json, top_k, works, viewpoints, no_diversify, full, corpus_
 def raw_reader(corpus_dir: Path):
     """file name -> its raw text (None if it is not in corpus_dir), each file read once."""
 
+    from corpus.ingest import raw_text
+
     @functools.cache
     def read(file: str) -> str | None:
         try:
-            return (corpus_dir / Path(file).name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            return raw_text(corpus_dir / Path(file).name)  # a PDF's or DOCX's: the text offsets point into
+        except (OSError, ValueError):
             return None
 
     return read

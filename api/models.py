@@ -21,6 +21,7 @@ class WorkOut(BaseModel):
     viewpoint: str = Field(description="one line a librarian can rely on")
     viewpoint_label: str = Field(description="the work's viewpoint label from the manifest vocabulary")
     inferred: bool = Field(False, description="true when the file had no manifest entry")
+    description: str = Field("", description="what the file says it is about (front matter, meta, document info)")
 
     @classmethod
     def of(cls, w: Work) -> WorkOut:

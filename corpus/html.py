@@ -1,4 +1,5 @@
-"""HTML to cleaned text with raw offsets, using the standard library's tolerant parser."""
+"""HTML to cleaned text with raw offsets, using the standard library's tolerant parser; and the page's metadata
+from its <title> and <meta> tags (citation_*, Dublin Core, Open Graph, author/date/description)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from html.parser import HTMLParser
 import numpy as np
 
 from corpus.clean import HEADING_MARK
+from corpus.formats import Metadata, names, one_line, year_of
 from corpus.mapped import MappedText
 
 SKIP = {
@@ -29,6 +31,20 @@ BLOCK = {
 }  # fmt: skip
 HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
+# <meta name|property> keys for each field, best first (scholarly and Dublin Core tags are the most deliberate).
+META_TITLE = ("citation_title", "dc.title", "dcterms.title", "og:title")
+META_AUTHORS = ("citation_author", "dc.creator", "dcterms.creator", "author", "article:author")
+META_DATE = (
+    "citation_publication_date", "citation_date", "dc.date", "dcterms.issued", "dcterms.date", "dcterms.created",
+    "article:published_time", "date",
+)  # fmt: skip
+META_DESCRIPTION = ("description", "dc.description", "dcterms.description", "dcterms.abstract", "og:description")
+META_CONTAINER = (
+    "citation_journal_title", "citation_conference_title", "og:site_name", "dc.publisher", "dcterms.publisher",
+    "citation_publisher",
+)  # fmt: skip
+META_KIND = ("dc.type", "dcterms.type")
+
 
 class _Extractor(HTMLParser):
     def __init__(self, raw: str):
@@ -39,6 +55,7 @@ class _Extractor(HTMLParser):
         self.pos: list[int] = []
         self.skip_depth = 0
         self.title: str | None = None
+        self.meta: dict[str, list[str]] = {}  # <meta> name or property (lower case) -> contents, in page order
         self._in_title = False
 
     def _offset(self) -> int:
@@ -53,7 +70,12 @@ class _Extractor(HTMLParser):
             self.pos.append(at + i if step else at)
 
     def handle_starttag(self, tag, attrs):
-        if tag in SKIP:
+        if tag == "meta":
+            a = {k.lower(): v for k, v in attrs if v is not None}
+            key, content = (a.get("name") or a.get("property") or "").lower(), one_line(a.get("content"))
+            if key and content:
+                self.meta.setdefault(key, []).append(content)
+        elif tag in SKIP:
             self.skip_depth += 1
         elif tag == "title":
             self._in_title = True
@@ -82,11 +104,30 @@ class _Extractor(HTMLParser):
         self._emit(unescape(f"&#{name};"), self._offset(), step=False)
 
 
-def html_to_mapped(raw: str) -> tuple[MappedText, str | None]:
-    """Visible text of an HTML page (headings marked), and its <title>."""
+def html_metadata(meta: dict[str, list[str]], title: str | None) -> Metadata:
+    """The page's metadata from its <meta> tags; its <title> when no tag names the title."""
+
+    def first(keys: tuple[str, ...]) -> str:
+        return next((v for k in keys for v in meta.get(k, []) if v), "")
+
+    # Every author the first present key lists (citation_author is repeated, one tag per author); a URL is a
+    # profile link (article:author), not a name.
+    authors = next(([v for v in meta[k] if v] for k in META_AUTHORS if meta.get(k)), [])
+    authors = [n for v in authors if not v.startswith(("http://", "https://")) for n in names(v)]
+    return Metadata(
+        title=first(META_TITLE) or one_line(title) or None,
+        authors=authors,
+        year=year_of(first(META_DATE)),
+        description=first(META_DESCRIPTION),
+        kind=first(META_KIND) or ("journal article" if meta.get("citation_journal_title") else ""),
+        container=first(META_CONTAINER),
+    )
+
+
+def html_to_mapped(raw: str) -> tuple[MappedText, Metadata]:
+    """Visible text of an HTML page (headings marked), and its metadata."""
     parser = _Extractor(raw)
     parser.feed(raw)
     parser.close()
     mt = MappedText("".join(parser.chars), np.array(parser.pos, dtype=np.int64), len(raw))
-    title = " ".join(parser.title.split()) if parser.title else None
-    return mt, title
+    return mt, html_metadata(parser.meta, parser.title)

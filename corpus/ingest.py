@@ -1,20 +1,27 @@
 """Ingestion: corpus files + manifest -> works and faithful passages.
 
-Files with a manifest entry get its works; other files are ingested with what can be inferred (title from
-the first heading or the file name). Files that are empty, binary, not UTF-8 or of an unknown format are
-reported and skipped; they never stop the others.
+Files with a manifest entry get its works; other files are ingested with what they state about themselves
+(Markdown front matter, HTML meta tags, PDF document info, DOCX core properties) and what can be inferred (title
+from the first heading or the file name). Files that are empty, binary, not UTF-8, without a text layer or of
+an unknown format are reported and skipped; they never stop the others.
+
+A PDF's or DOCX's raw text (what passage offsets point into) is the text extracted from it: `raw_text` gives
+it for any file, and everything that reads a corpus file again must read it through `raw_text`.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from corpus.clean import clean_text
+from corpus.clean import HEADING_MARK, clean_text
+from corpus.formats import EXTRACTORS, FRONT_MATTER, Extracted, Metadata, byline, extract, front_matter
 from corpus.html import html_to_mapped
+from corpus.mapped import MappedText
 from corpus.model import Note, Passage, Work
 from corpus.passages import WorkText, build_passages
 from corpus.structure import MD_HEADING, drop_junk, paragraphs, sentences
@@ -22,7 +29,7 @@ from corpus.structure import MD_HEADING, drop_junk, paragraphs, sentences
 CORPUS_DIR = Path(__file__).resolve().parent
 MANIFEST_NAME = "manifest.toml"
 FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
-           ".htm": "html"}  # fmt: skip
+           ".htm": "html", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
 # What a file's own manifest entry may state about the one work it holds (the rest is inferred).
 STATED_FIELDS = ("title", "authors", "year", "kind", "viewpoint", "viewpoint_label")
 
@@ -48,11 +55,12 @@ class Corpus:
     works: dict[str, Work]
     passages: list[Passage]
     files: dict[str, str]  # file name -> sha256 of its bytes
-    texts: dict[str, str]  # file name -> raw text
+    texts: dict[str, str]  # file name -> raw text (a PDF's or DOCX's: its extracted text)
     viewpoints: dict[str, str]  # label -> description
     holders: dict[str, str]  # known holder -> viewpoint label
     skipped: list[Skipped] = field(default_factory=list)
     stats: dict[str, WorkStats] = field(default_factory=dict)
+    pages: dict[str, list[int]] = field(default_factory=dict)  # paginated file -> raw offset where each page begins
 
 
 class ManifestError(ValueError):
@@ -82,17 +90,23 @@ def read_text(path: Path) -> str:
         raise ValueError(f"not UTF-8 (invalid byte at offset {exc.start})") from exc
 
 
-def infer_work(name: str, raw: str, fmt: str, html_title: str | None) -> Work:
-    title = html_title
-    if title is None:
-        first_lines = [ln.strip() for ln in raw.splitlines() if ln.strip()][:5]
-        md = next((m.group(1) for ln in first_lines if (m := MD_HEADING.match(ln))), None)
-        title = md or (first_lines[0] if first_lines and len(first_lines[0].split()) <= 12 else None)
-    title = re.sub(r"[*_`<>]|</?\w+>", "", title).strip() if title else Path(name).stem
+def _first_heading(text: str) -> str | None:
+    """The title the text shows: its first heading, else a short first line."""
+    first_lines = [ln.strip() for ln in text.splitlines() if ln.strip()][:5]
+    heading = next((ln[1:] for ln in first_lines if ln.startswith(HEADING_MARK)), None)
+    heading = heading or next((m.group(1) for ln in first_lines if (m := MD_HEADING.match(ln))), None)
+    return heading or (first_lines[0] if first_lines and len(first_lines[0].split()) <= 12 else None)
+
+
+def infer_work(name: str, text: str, meta: Metadata) -> Work:
+    """A work for a file without a manifest entry: what the file states (`meta`), else what its cleaned text
+    shows; the title falls back to the file name."""
+    title = meta.title or _first_heading(text)
+    title = " ".join(re.sub(r"[*_`<>]|</?\w+>", "", title).split()) if title else ""
     slug = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-") or "document"
     return Work(
-        id=slug, file=name, title=title, authors=["Unknown"], year=None, kind="document",
-        origin=f"added file {name} (no manifest entry; title inferred)",
+        id=slug, file=name, title=title or Path(name).stem, authors=meta.authors, year=meta.year,
+        kind=meta.kind or "document", origin=meta.container, description=meta.description,
         viewpoint="Not described: this file has no manifest entry", viewpoint_label="unlabelled", inferred=True,
     )  # fmt: skip
 
@@ -127,16 +141,31 @@ def _stated(work: Work, entry: dict | None, viewpoints: dict[str, str]) -> Work:
     return replace(work, **stated, inferred=False)
 
 
+def raw_text(path: Path) -> str:
+    """A corpus file's raw text, the one passage offsets point into: a PDF's or DOCX's is its extracted text.
+    Raises ValueError (or OSError) saying why the file gives none."""
+    if path.suffix.lower() in EXTRACTORS:
+        return extract(path).text
+    return read_text(path)
+
+
 def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
-    """sha256 of each file load_corpus would ingest: enough to tell whether an index is stale."""
+    """sha256 of each file load_corpus would ingest: enough to tell whether an index is stale.
+
+    A PDF or DOCX counts by its bytes even when it yields no text (load_corpus records it all the same), so
+    telling whether an index is stale never extracts text."""
     out = {}
     for path in sorted(root.iterdir()):
         if path.is_file() and path.suffix.lower() in FORMATS:
+            if path.suffix.lower() not in EXTRACTORS:
+                try:
+                    read_text(path)
+                except (OSError, ValueError):
+                    continue
             try:
-                read_text(path)
-            except (OSError, ValueError):
+                out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
                 continue
-            out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 
@@ -164,16 +193,27 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
             if not path.name.startswith(".") and path.suffix not in {".py", ".pyc"}:
                 corpus.skipped.append(Skipped(path.name, f"unsupported format {path.suffix or '(none)'}"))
             continue
+        extracted = None
         try:
-            raw = read_text(path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.suffix.lower() in EXTRACTORS:
+                corpus.files[path.name] = digest  # recorded whatever it yields: see corpus_files
+                extracted = extract(path)
+            raw = extracted.text if extracted else read_text(path)
         except (OSError, ValueError) as exc:
             corpus.skipped.append(Skipped(path.name, str(exc)))
             continue
-        corpus.files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        corpus.files[path.name] = digest
         corpus.texts[path.name] = raw
+        if extracted and extracted.pages:
+            corpus.pages[path.name] = extracted.pages
         entry = entries.get(path.name)
-        work_texts += _ingest_file(corpus, path.name, raw, fmt, entry, notes)
+        work_texts += _ingest_file(corpus, path.name, raw, fmt, entry, notes, extracted)
     passages, collapsed = build_passages(work_texts, notes)
+    for p in passages:
+        if p.file in corpus.pages:  # where the passage starts, and where it ends
+            starts = corpus.pages[p.file]
+            p.pages = (bisect.bisect_right(starts, p.start), bisect.bisect_right(starts, p.end - 1))
     corpus.passages = passages
     for p in passages:
         st = corpus.stats[p.work]
@@ -184,10 +224,26 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
     return corpus
 
 
-def _ingest_file(corpus: Corpus, name: str, raw: str, fmt: str, entry: dict | None, notes) -> list[WorkText]:
-    start, html_title = html_to_mapped(raw) if fmt == "html" else (None, None)
-    works = _file_works(name, entry) or [_stated(infer_work(name, raw, fmt, html_title), entry, corpus.viewpoints)]
-    cleaned = clean_text(raw, (entry or {}).get("drop"), start)
+def _prepared(raw: str, fmt: str, extracted: Extracted | None) -> tuple[MappedText | None, Metadata, list[str]]:
+    """Where cleaning starts (None: the raw text itself), the file's own metadata, and what cleaning deletes
+    first: front matter and a byline are metadata, never passages."""
+    if fmt == "html":
+        start, meta = html_to_mapped(raw)
+    elif extracted is not None:
+        start, meta = extracted.mapped(), extracted.metadata
+    else:
+        start, meta = None, front_matter(raw) if fmt == "markdown" else None
+    drop = [FRONT_MATTER.pattern] if meta and fmt == "markdown" else []
+    meta = meta or Metadata()
+    return start, meta, drop + [p for p in [byline(meta.authors)] if p]
+
+
+def _ingest_file(
+    corpus: Corpus, name: str, raw: str, fmt: str, entry: dict | None, notes, extracted: Extracted | None = None
+) -> list[WorkText]:
+    start, meta, drop = _prepared(raw, fmt, extracted)
+    cleaned = clean_text(raw, drop + (entry or {}).get("drop", []), start)
+    works = _file_works(name, entry) or [_stated(infer_work(name, cleaned.text.text, meta), entry, corpus.viewpoints)]
     notes[name] = (cleaned.notes, cleaned.note_refs)
     out = []
     for work, (a, b) in zip(works, _work_ranges(raw, works), strict=True):

@@ -32,6 +32,7 @@ class Work:
     starts_at: str = ""  # marker text where the work begins ("" = start of file)
     ends_at: str = ""  # marker text where the work ends ("" = next work or end of file)
     inferred: bool = False  # True when the file had no manifest entry
+    description: str = ""  # what the file says it is about (front matter, meta description, document info)
 
     @property
     def author(self) -> str:
@@ -69,6 +70,7 @@ class Passage:
     sentences: list[tuple[int, int]] = field(default_factory=list)
     also_in: list[Span] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    pages: tuple[int, int] | None = None  # first and last page it lies on, in a paginated file (PDF)
 
     @property
     def words(self) -> int:
@@ -77,6 +79,10 @@ class Passage:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["sentences"] = [list(s) for s in self.sentences]
+        if self.pages is None:  # an index of an unpaginated collection stays as it was
+            del d["pages"]
+        else:
+            d["pages"] = list(self.pages)
         return d
 
     @classmethod
@@ -92,4 +98,5 @@ class Passage:
             sentences=[tuple(s) for s in d.get("sentences", [])],
             also_in=[Span(**s) for s in d.get("also_in", [])],
             notes=[Note(**n) for n in d.get("notes", [])],
+            pages=tuple(d["pages"]) if d.get("pages") else None,
         )

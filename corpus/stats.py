@@ -32,6 +32,6 @@ def format_stats(corpus: Corpus) -> str:
     for r in rows:
         lines.append("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
     total = sum(r["passages"] for r in rows)
-    lines.append(f"{len(rows)} works, {total} passages from {len(corpus.files)} files")
+    lines.append(f"{len(rows)} works, {total} passages from {len(corpus.texts)} files")  # files that gave text
     lines += [f"skipped {s.file}: {s.reason}" for s in corpus.skipped]
     return "\n".join(lines)

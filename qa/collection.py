@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from corpus.collection import manifest_text, with_file_entry, without_file_entry, write_atomically
-from corpus.ingest import FORMATS, MANIFEST_NAME, read_text
+from corpus.ingest import FORMATS, MANIFEST_NAME, raw_text
 from index import layout
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _check_new(paths: list[Path], corpus_dir: Path) -> None:
             raise ValueError(f"{path}: two files named {path.name} ({seen[path.name]} too); rename one")
         seen[path.name] = path
         try:
-            read_text(path)
+            raw_text(path)  # a scanned PDF is refused here, saying why
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from exc
         existing = corpus_dir / path.name

@@ -250,12 +250,14 @@ class Engine:
                 year=w.year,
                 section=p.section,
                 kind=w.kind,
+                page=p.pages[0] if p.pages else None,
+                page_end=p.pages[1] if p.pages else None,
             ),  # fmt: skip
             also_in=[SpanOut(file=s.file, start=s.start, end=s.end) for s in p.also_in],
             viewpoint=ViewpointOut(label=w.viewpoint_label, description=w.viewpoint),
             attributions=self._attributions_of(p, w),
             notes=[NoteOut(marker=n.marker, text=n.text, start=n.start, end=n.end) for n in p.notes],
-            citation=make_citation(w, p.section, p.start, p.end, p.file),
+            citation=make_citation(w, p.section, p.start, p.end, p.file, p.pages),
         )
 
     def _attributions_of(self, p: Passage, w: Work) -> list[Attribution]:

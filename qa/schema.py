@@ -132,6 +132,8 @@ class Source(BaseModel):
     year: int | None = Field(..., description="year of the work, null when unknown")
     section: str | None = Field(..., description="heading of the section the passage is in, null if none")
     kind: str = Field(..., description="kind of work, e.g. 'encyclopedia article'")
+    page: int | None = Field(None, description="page the passage begins on, in a paginated file (PDF); else null")
+    page_end: int | None = Field(None, description="page the passage ends on (= page on one page); else null")
 
 
 class Attribution(BaseModel):
