@@ -16,8 +16,8 @@ import pytest
 from api.cli import raw_reader
 from corpus import formats
 from corpus.ingest import corpus_files, load_corpus, raw_text
-from qa.build import add_documents
 from qa.citation import make_citation
+from qa.collection import add_documents
 from qa.schema import Source
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "formats"
