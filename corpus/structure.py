@@ -17,10 +17,8 @@ from corpus.mapped import MappedText
 
 BACK_MATTER = {
     "see also", "references", "notes", "citations", "sources", "further reading", "external links",
-    "bibliography", "footnotes", "works cited", "notes and references", "external link", "contents",
-    "table of contents",
+    "bibliography", "footnotes", "works cited", "notes and references", "external link",
 }  # fmt: skip
-TABLES_OF_CONTENTS = {"contents", "table of contents"}
 MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$")
 TERMINAL = set('.!?:;"”’)]…')
 STOPWORDS = frozenset(
@@ -29,6 +27,8 @@ STOPWORDS = frozenset(
     "why how than then there so such also into over under after before during while about against between "
     "would could should will can may might must has have had do does did".split()
 )
+# A table of contents entry: a title, dot leaders (or a tab), a page number.
+CONTENTS_ENTRY = re.compile(r"(?:\.{3,}|…|\t)\s*(?:\d+|[ivxlc]+)\s*$", re.I)
 REFERENCE_STRONG = re.compile(r"\bISBN\b|\bISSN\b|\bdoi ?:|\bRetrieved\b|Archived from|\bOCLC\b|\bJSTOR\b|\bS2CID\b")
 REFERENCE_WEAK = re.compile(
     r"\bpp?\. ?\d|University Press|\(\d{4}\)\.|\bet al\.|\bVol\. ?\d|\(eds?\.\)|\bed\.\)|"
@@ -116,7 +116,7 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
     out: list[Paragraph] = []
     section: str | None = None
     prev: Paragraph | None = None  # the paragraph a line may continue (none right after a heading)
-    after_break = back_matter = contents = False
+    after_break = back_matter = False
     for i, line in enumerate(lines):
         if not line.text:
             after_break = True
@@ -124,7 +124,7 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
         nxt = next((x.text for x in lines[i + 1 :] if x.text), None)
         heading = _heading(line.text, nxt)
         if heading is not None:
-            back_matter, contents = _back_matter(heading, line.text, back_matter, contents)
+            back_matter = _back_matter(heading, line.text, back_matter)
             section, prev = heading, None
             if not back_matter and (at := line.text.find(heading)) >= 0:  # the heading's words, without "#"
                 out.append(Paragraph(line.slice(at, at + len(heading)), section, heading=True))
@@ -137,17 +137,14 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
     return out
 
 
-def _back_matter(heading: str, line: str, back_matter: bool, contents: bool) -> tuple[bool, bool]:
-    """(in back matter, in a table of contents) after this heading. A table of contents ends at the next
-    heading: the work follows it. Notes and references last to the end, unless a Markdown heading (structure
-    the author marked) starts a new part, e.g. the next work of a file after the previous one's notes; a
-    plain line taken for a heading there is more likely a caption or a list entry."""
-    name = heading.lower()
-    if name in BACK_MATTER:
-        return True, name in TABLES_OF_CONTENTS
-    if contents or MD_HEADING.match(line):
-        return False, False
-    return back_matter, False
+def _back_matter(heading: str, line: str, back_matter: bool) -> bool:
+    """Whether the lines after this heading are back matter. Notes and references last to the end, unless a
+    Markdown heading (structure the author marked) starts a new part, e.g. the next work of a file after the
+    previous one's notes; a plain line taken for a heading there is more likely a caption or a list entry.
+    (A table of contents is not back matter: the work follows it, and its entries are dropped as junk.)"""
+    if heading.lower() in BACK_MATTER:
+        return True
+    return back_matter and not MD_HEADING.match(line)
 
 
 def _prose_words(text: str) -> list[str]:
@@ -159,7 +156,7 @@ def is_junk(text: str) -> bool:
     words = _prose_words(text)
     if not words:
         return True
-    if REFERENCE_STRONG.search(text):
+    if REFERENCE_STRONG.search(text) or CONTENTS_ENTRY.search(text):
         return True
     stop = sum(w.lower() in STOPWORDS for w in words) / len(words)
     if REFERENCE_WEAK.search(text) and stop < 0.25:
