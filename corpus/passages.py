@@ -14,6 +14,7 @@ from corpus.model import Note, Passage, Span
 from corpus.structure import Sentence
 
 MIN_WORDS, TARGET_WORDS, MAX_WORDS = 45, 90, 130
+PASSAGE_MAX_WORDS = MAX_WORDS + 30  # never more (a heading over the passage aside): a short tail may join one
 DUP_MIN_WORDS = 6  # shorter sentences ("No one.") are too common to call copies
 DUP_RATIO = 85  # rapidfuzz ratio of normalized sentences
 VERSION_SHARE = 0.15  # share of a work's sentences found in an earlier work that makes it a version of it
@@ -104,6 +105,7 @@ def chunk(sents: list[Sentence]) -> list[list[Sentence]]:
         if cur and (
             new_section
             or (words + s.words > MAX_WORDS and words >= MIN_WORDS // 2)
+            or words + s.words > PASSAGE_MAX_WORDS  # sentences are at most MAX_SENTENCE_WORDS long
             or (new_para and words >= MIN_WORDS and not caption)
             or whole_para
             or words >= TARGET_WORDS
@@ -138,7 +140,7 @@ def _merge_short_tails(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
     for c in chunks:
         words = sum(s.words for s in c)
         if out and words < MIN_WORDS // 2 and out[-1][-1].section == c[0].section:
-            if sum(s.words for s in out[-1]) + words <= MAX_WORDS + 30:
+            if sum(s.words for s in out[-1]) + words <= PASSAGE_MAX_WORDS:
                 out[-1] = out[-1] + c
                 continue
         out.append(c)
