@@ -161,12 +161,13 @@ def ask(question, as_json, top_k, works, viewpoints, no_diversify, full, corpus_
 
 def raw_reader(corpus_dir: Path):
     """file name -> its raw text (None if it is not in corpus_dir), each file read once."""
+    from corpus.ingest import read_text
 
     @functools.cache
     def read(file: str) -> str | None:
         try:
-            return (corpus_dir / Path(file).name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            return read_text(corpus_dir / Path(file).name)  # as ingestion decoded it (UTF-16 too)
+        except (OSError, ValueError):
             return None
 
     return read

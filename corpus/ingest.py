@@ -1,13 +1,17 @@
 """Ingestion: corpus files + manifest -> works and faithful passages.
 
 Files with a manifest entry get its works; other files are ingested with what can be inferred (title from
-the first heading or the file name). Files that are empty, binary, not UTF-8 or of an unknown format are
-reported and skipped; they never stop the others.
+the first heading or the file name). Files that are empty, binary, not text (UTF-8, or UTF-16/UTF-8 with a
+byte-order mark), over MAX_FILE_MB, of an unknown format, symbolic links or folders are reported and skipped;
+they never stop the others.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import logging
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -19,10 +23,22 @@ from corpus.model import Note, Passage, Work
 from corpus.passages import WorkText, build_passages
 from corpus.structure import MD_HEADING, drop_junk, paragraphs, sentences
 
+log = logging.getLogger(__name__)
+
 CORPUS_DIR = Path(__file__).resolve().parent
 MANIFEST_NAME = "manifest.toml"
 FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
            ".htm": "html"}  # fmt: skip
+# Larger files are refused, not read: ingestion holds about 100 bytes a character of a file at its peak, and
+# encoding a file's passages takes minutes a megabyte on a CPU. $QA_MAX_FILE_MB overrides.
+MAX_FILE_MB = 10
+# UTF-32's marks first: UTF-16's are their prefixes.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 @dataclass
@@ -51,6 +67,19 @@ class Corpus:
     holders: dict[str, str]  # known holder -> viewpoint label
     skipped: list[Skipped] = field(default_factory=list)
     stats: dict[str, WorkStats] = field(default_factory=dict)
+    manifest_files: dict[str, str] = field(default_factory=dict)  # {"manifest.toml": sha256}, if there is one
+
+    @property
+    def recorded_files(self) -> dict[str, str]:
+        """What an index built from this corpus records, for staleness: corpus_files(root)."""
+        return self.files | self.manifest_files
+
+    def log_skipped(self) -> None:
+        """One line for each file not ingested, and how many: nothing is left out without a word."""
+        for s in self.skipped:
+            log.warning("skipped %s: %s", s.file, s.reason)
+        if self.skipped:
+            log.warning("skipped %d file(s) of %s; ingested %d", len(self.skipped), self.root, len(self.files))
 
 
 class ManifestError(ValueError):
@@ -67,23 +96,51 @@ def load_manifest(root: Path) -> dict:
         raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
 
 
-def read_text(path: Path) -> str:
-    """Decode a file as UTF-8 without newline translation; raise ValueError saying why it is unusable."""
+def max_file_bytes() -> int:
+    return int(float(os.environ.get("QA_MAX_FILE_MB") or MAX_FILE_MB) * 2**20)
+
+
+def read_file(path: Path) -> tuple[bytes, str]:
+    """A corpus file's bytes and its text; raise ValueError saying why it is unusable."""
+    if path.is_symlink():
+        raise ValueError("symbolic link, not followed")
+    if path.is_dir():
+        raise ValueError("a folder: only the files directly in the corpus folder are read")
+    if not path.is_file():
+        raise ValueError("not a regular file")
+    size, limit = path.stat().st_size, max_file_bytes()
+    if size > limit:
+        raise ValueError(f"{size / 2**20:.1f} MB, over the {limit / 2**20:g} MB limit for one file ($QA_MAX_FILE_MB)")
     data = path.read_bytes()
-    if not data.strip():
-        raise ValueError("empty file")
-    if b"\x00" in data[:8192]:
-        raise ValueError("binary file (contains NUL bytes), not text")
+    return data, decode(data)
+
+
+def read_text(path: Path) -> str:
+    """Decode a file without newline translation; raise ValueError saying why it is unusable."""
+    return read_file(path)[1]
+
+
+def decode(data: bytes) -> str:
+    """UTF-8, or UTF-16/32 with a byte-order mark (dropped). Offsets are into this text: a UTF-8 byte-order mark
+    stays in it (U+FEFF at offset 0), so they are those of the file decoded as UTF-8, as the model promises."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+    if encoding is None and b"\x00" in data[:8192]:
+        raise ValueError("binary file (contains NUL bytes; UTF-16 without a byte-order mark is not read), not text")
     try:
-        return data.decode("utf-8")
+        text = data.decode(encoding or "utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 (invalid byte at offset {exc.start})") from exc
+        raise ValueError(f"not {(encoding or 'utf-8').upper()} (invalid byte at offset {exc.start})") from exc
+    if "\x00" in text:
+        raise ValueError("binary file (contains NUL characters), not text")
+    if not text.replace("\ufeff", "").strip():
+        raise ValueError("empty file")
+    return text
 
 
 def infer_work(name: str, raw: str, fmt: str, html_title: str | None) -> Work:
     title = html_title
     if title is None:
-        first_lines = [ln.strip() for ln in raw.splitlines() if ln.strip()][:5]
+        first_lines = [ln.strip() for ln in raw.removeprefix("\ufeff").splitlines() if ln.strip()][:5]
         md = next((m.group(1) for ln in first_lines if (m := MD_HEADING.match(ln))), None)
         title = md or (first_lines[0] if first_lines and len(first_lines[0].split()) <= 12 else None)
     title = re.sub(r"[*_`<>]|</?\w+>", "", title).strip() if title else Path(name).stem
@@ -115,17 +172,42 @@ def _file_works(name: str, entry: dict | None) -> list[Work]:
     return [Work(file=name, **w) for w in (entry or {}).get("works", [])]
 
 
-def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
-    """sha256 of each file load_corpus would ingest: enough to tell whether an index is stale."""
-    out = {}
+def candidates(root: Path) -> list[tuple[Path, str | None]]:
+    """The entries of a corpus folder, each with the reason it will be skipped (None: it is ingested if it
+    reads). The manifest and the bundled corpus's own Python modules are not entries."""
+    out = []
     for path in sorted(root.iterdir()):
-        if path.is_file() and path.suffix.lower() in FORMATS:
+        if path.name in {MANIFEST_NAME, "__pycache__"} or (path.suffix in {".py", ".pyc"} and path.is_file()):
+            continue
+        fmt = FORMATS.get(path.suffix.lower())
+        if path.name.startswith("."):
+            out.append((path, "hidden file"))
+        elif path.is_symlink():
+            out.append((path, "symbolic link, not followed"))
+        elif fmt is None and path.is_file():
+            out.append((path, f"unsupported format {path.suffix or '(none: no extension)'}"))
+        else:
+            out.append((path, None))  # read_file says what else is wrong (a folder, a FIFO, not text)
+    return out
+
+
+def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
+    """sha256 of each file load_corpus would ingest, and of the manifest (its titles and viewpoints are in the
+    index too): enough to tell whether an index is stale."""
+    out = {}
+    for path, reason in candidates(root):
+        if reason is None:
             try:
-                read_text(path)
+                out[path.name] = hashlib.sha256(read_file(path)[0]).hexdigest()
             except (OSError, ValueError):
                 continue
-            out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+    return out | manifest_checksum(root)
+
+
+def manifest_checksum(root: Path) -> dict[str, str]:
+    """{"manifest.toml": its sha256} (a name no document can have: .toml is not a format), or {} without one."""
+    path = root / MANIFEST_NAME
+    return {MANIFEST_NAME: hashlib.sha256(path.read_bytes()).hexdigest()} if path.is_file() else {}
 
 
 def collection_name(root: Path, manifest: dict | None = None) -> str:
@@ -138,29 +220,27 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
     """Ingest every supported file in `root` (and `extra_files`) into works and passages."""
     manifest = load_manifest(root)
     entries = {f["name"]: f for f in manifest.get("files", [])}
-    paths = sorted(p for p in root.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
-    paths += [p for p in extra_files or [] if p.name not in {q.name for q in paths}]
+    found = candidates(root)
+    found += [(p, None) for p in extra_files or [] if p.name not in {q.name for q, _ in found}]
     corpus = Corpus(
         root=root, name=collection_name(root, manifest), works={}, passages=[], files={},
         texts={}, viewpoints=dict(manifest.get("viewpoints", {})), holders=dict(manifest.get("holders", {})),
+        manifest_files=manifest_checksum(root),
     )  # fmt: skip
     work_texts: list[WorkText] = []
     notes: dict[str, tuple[dict[str, Note], list]] = {}
-    for path in paths:
-        fmt = FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            if not path.name.startswith(".") and path.suffix not in {".py", ".pyc"}:
-                corpus.skipped.append(Skipped(path.name, f"unsupported format {path.suffix or '(none)'}"))
-            continue
+    for path, reason in found:
         try:
-            raw = read_text(path)
+            if reason:
+                raise ValueError(reason)
+            data, raw = read_file(path)
         except (OSError, ValueError) as exc:
             corpus.skipped.append(Skipped(path.name, str(exc)))
             continue
-        corpus.files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        corpus.files[path.name] = hashlib.sha256(data).hexdigest()
         corpus.texts[path.name] = raw
         entry = entries.get(path.name)
-        work_texts += _ingest_file(corpus, path.name, raw, fmt, entry, notes)
+        work_texts += _ingest_file(corpus, path.name, raw, FORMATS[path.suffix.lower()], entry, notes)
     passages, collapsed = build_passages(work_texts, notes)
     corpus.passages = passages
     for p in passages:

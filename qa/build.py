@@ -43,6 +43,7 @@ def build_default_index(
 ) -> Path:
     """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index."""
     corpus = load_corpus(corpus_dir)
+    corpus.log_skipped()
     # spaCy (one core) parses in a second process while this one loads the model and encodes.
     parsed = _parse_in_background(corpus.passages)
     encoder = load_encoder(model)
@@ -67,7 +68,7 @@ def build_default_index(
     return build_index(
         corpus.passages,
         list(corpus.works.values()),
-        corpus.files,
+        corpus.recorded_files,
         index_dir,
         model=model,
         extra=extra,
