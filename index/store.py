@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.mapped import MappedText
 from corpus.model import Passage, Work
 from index import layout
 from index import manifest as manifest_schema
@@ -343,44 +343,52 @@ def _mappable_bytes(sizes: dict[str, int]) -> int:
 
 
 def check_verbatim(passages: list[Passage], corpus_dir: Path, path: Path) -> None:
-    """Refuse the index unless every passage's words appear, in order, in raw[start:end] of the file it cites.
+    """Refuse the index unless every passage's words appear, in order, in raw[start:end] of the file it cites
+    (of an HTML file: in the visible text of raw[start:end], as ingestion read it).
 
     Only the corpus can vouch for a quotation: the manifest's checksum and the files' checksums cannot, since
     whoever edits a passage's text can recompute them too. (The corpus files themselves are compared with the
     checksums the index recorded: that is staleness, checked first.) Words deleted from a passage are not
     caught: cleaning deletes words too (citation markers, tags, junk sentences between kept ones).
     """
-    raws: dict[str, str | None] = {}
+    sources: dict[str, str | MappedText | None] = {}
     for p in passages:
-        if p.file not in raws:
-            raws[p.file] = _corpus_text(corpus_dir, p.file)
-        if why := _not_verbatim(p, raws[p.file], html_file=str(p.file).lower().endswith((".html", ".htm"))):
+        if p.file not in sources:
+            sources[p.file] = _corpus_text(corpus_dir, p.file)
+        if why := _not_verbatim(p, sources[p.file]):
             raise IndexLoadError(f"passage {p.id} does not quote {p.file} verbatim: {why}", path)
 
 
 WORD = re.compile(r"\w+")
 
 
-def _corpus_text(corpus_dir: Path, name: str) -> str | None:
-    from corpus.ingest import read_text
+def _corpus_text(corpus_dir: Path, name: str) -> str | MappedText | None:
+    """The file's text (None if the corpus has no readable file of that name); an HTML file's visible text."""
+    from corpus.html import html_to_mapped
+    from corpus.ingest import FORMATS, read_text
 
     if not isinstance(name, str) or not manifest_schema.NAME.fullmatch(name):
         return None  # not a plain file name of the corpus directory
     try:
-        return read_text(corpus_dir / name)
+        raw = read_text(corpus_dir / name)
     except (OSError, ValueError):
         return None
+    return html_to_mapped(raw)[0] if FORMATS.get(Path(name).suffix.lower()) == "html" else raw
 
 
-def _not_verbatim(p: Passage, raw: str | None, html_file: bool) -> str | None:
-    if raw is None:
+def _not_verbatim(p: Passage, source: str | MappedText | None) -> str | None:
+    if source is None:
         return "the corpus has no readable file of that name"
-    if not (type(p.start) is int and type(p.end) is int and 0 <= p.start <= p.end <= len(raw)):
-        return f"its offsets {p.start!r}-{p.end!r} are not inside the file ({len(raw)} characters)"
+    size = source.raw_len if isinstance(source, MappedText) else len(source)
+    if not (type(p.start) is int and type(p.end) is int and 0 <= p.start <= p.end <= size):
+        return f"its offsets {p.start!r}-{p.end!r} are not inside the file ({size} characters)"
     if not isinstance(p.text, str):
         return "its text is not a string"
-    span = raw[p.start : p.end]
-    span = html.unescape(span) if html_file else span  # HTML passages hold decoded entities: "&eacute;" -> "é"
+    if isinstance(source, MappedText):  # tags split words ("<b>stro</b>ng"): compare with what a reader sees
+        lo, hi = (int(x) for x in np.searchsorted(source.pos, [p.start, p.end]))
+        span = source.text[lo:hi]
+    else:
+        span = source[p.start : p.end]
     remaining = iter(w.lower() for w in WORD.findall(span))
     for word in WORD.findall(p.text):
         if word.lower() not in remaining:  # consumes the raw words up to the match: order counts
