@@ -96,8 +96,8 @@ def load_manifest(root: Path) -> dict:
         raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
 
 
-def max_file_bytes() -> int:
-    return int(float(os.environ.get("QA_MAX_FILE_MB") or MAX_FILE_MB) * 2**20)
+def max_file_mb() -> float:
+    return float(os.environ.get("QA_MAX_FILE_MB") or MAX_FILE_MB)
 
 
 def read_file(path: Path) -> tuple[bytes, str]:
@@ -108,9 +108,10 @@ def read_file(path: Path) -> tuple[bytes, str]:
         raise ValueError("a folder: only the files directly in the corpus folder are read")
     if not path.is_file():
         raise ValueError("not a regular file")
-    size, limit = path.stat().st_size, max_file_bytes()
-    if size > limit:
-        raise ValueError(f"{size / 2**20:.1f} MB, over the {limit / 2**20:g} MB limit for one file ($QA_MAX_FILE_MB)")
+    size, limit = path.stat().st_size, max_file_mb()
+    if size > limit * 2**20:
+        over = f"over the {limit:g} MB limit for one file ($QA_MAX_FILE_MB)"
+        raise ValueError(f"{size / 2**20:.1f} MB ({size:,} bytes), {over}")
     data = path.read_bytes()
     return data, decode(data)
 
