@@ -32,7 +32,7 @@ def why_build(s: Settings) -> str | None:
     from corpus.ingest import corpus_files
 
     changed = built_from != corpus_files(s.corpus_dir)  # its manifest.toml (titles, viewpoints) too
-    return "the corpus or its manifest.toml changed since the index was built" if changed else None
+    return "the corpus changed since the index was built (its files or manifest.toml)" if changed else None
 
 
 def ensure_index(s: Settings) -> None:
