@@ -31,7 +31,8 @@ def why_build(s: Settings) -> str | None:
         return None
     from corpus.ingest import corpus_files
 
-    return "the corpus changed since the index was built" if built_from != corpus_files(s.corpus_dir) else None
+    changed = built_from != corpus_files(s.corpus_dir)  # its manifest.toml (titles, viewpoints) too
+    return "the corpus changed since the index was built (its files or manifest.toml)" if changed else None
 
 
 def ensure_index(s: Settings) -> None:

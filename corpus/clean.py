@@ -50,6 +50,7 @@ NOTE_REF = re.compile(r"<sup>\s*(\d{1,3})\s*</sup>|\[(\d{1,3})\]")
 
 # "Heading [ edit ]" (on its own line, or inline after a citation marker or a sentence) marks a section.
 WIKI_HEADING = re.compile(r"(?m)(?:^|(?<=\]) |(?<=[.!?”\"]) )[ \t]*(?P<h>[^\n\[\]]{1,120}?)[ \t]*\[ ?edit ?\][ \t]*")
+BYTE_ORDER_MARK = re.compile(r"\A\ufeff")
 HEADING_MARK = "\ue000"  # starts a heading line in cleaned text; never part of a passage
 
 NOTE_SUP = re.compile(r"<sup>\s*\d{1,3}\s*</sup>")  # a footnote reference: marker and number both go
@@ -95,6 +96,7 @@ def clean_text(raw: str, drop: list[str] | None = None, start: MappedText | None
     note_refs = [(k, pos) for k, pos in note_refs if k in notes]
 
     mt = start if start is not None else MappedText.of(raw)
+    mt = mt.sub(BYTE_ORDER_MARK, "")  # a UTF-8 file's mark stays in its text (offsets), not in its first line
     for pattern in drop or []:
         mt = mt.sub(pattern, "\n\n")
     for rule in (WIKI_HEADER, WIKI_NAVBOX):

@@ -2,8 +2,9 @@
 
 Files with a manifest entry get its works; other files are ingested with what they state about themselves
 (Markdown front matter, HTML meta tags, PDF document info, DOCX core properties) and what can be inferred (title
-from the first heading or the file name). Files that are empty, binary, not UTF-8, without a text layer or of
-an unknown format are reported and skipped; they never stop the others.
+from the first heading or the file name). Files that are empty, binary, not text (UTF-8, or UTF-16/UTF-8 with a
+byte-order mark), without a text layer, over MAX_FILE_MB, of an unknown format, symbolic links or folders are
+reported and skipped; they never stop the others.
 
 A PDF's or DOCX's raw text (what passage offsets point into) is the text extracted from it: `raw_text` gives
 it for any file, and everything that reads a corpus file again must read it through `raw_text`.
@@ -12,7 +13,10 @@ it for any file, and everything that reads a corpus file again must read it thro
 from __future__ import annotations
 
 import bisect
+import codecs
 import hashlib
+import logging
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -26,12 +30,24 @@ from corpus.model import Note, Passage, Work
 from corpus.passages import WorkText, build_passages
 from corpus.structure import MD_HEADING, drop_junk, paragraphs, sentences
 
+log = logging.getLogger(__name__)
+
 CORPUS_DIR = Path(__file__).resolve().parent
 MANIFEST_NAME = "manifest.toml"
 FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
            ".htm": "html", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
 # What a file's own manifest entry may state about the one work it holds (the rest is inferred).
 STATED_FIELDS = ("title", "authors", "year", "kind", "viewpoint", "viewpoint_label")
+# Larger files are refused, not read: ingestion holds about 100 bytes a character of a file at its peak, and
+# encoding a file's passages takes minutes a megabyte on a CPU. $QA_MAX_FILE_MB overrides.
+MAX_FILE_MB = 10
+# UTF-32's marks first: UTF-16's are their prefixes.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 @dataclass
@@ -61,6 +77,19 @@ class Corpus:
     skipped: list[Skipped] = field(default_factory=list)
     stats: dict[str, WorkStats] = field(default_factory=dict)
     pages: dict[str, list[int]] = field(default_factory=dict)  # paginated file -> raw offset where each page begins
+    manifest_files: dict[str, str] = field(default_factory=dict)  # {"manifest.toml": sha256}, if there is one
+
+    @property
+    def recorded_files(self) -> dict[str, str]:
+        """What an index built from this corpus records, for staleness: corpus_files(root)."""
+        return self.files | self.manifest_files
+
+    def log_skipped(self) -> None:
+        """One line for each file not ingested, and how many: nothing is left out without a word."""
+        for s in self.skipped:
+            log.warning("skipped %s: %s", s.file, s.reason)
+        if self.skipped:
+            log.warning("skipped %d file(s) of %s; ingested %d", len(self.skipped), self.root, len(self.files))
 
 
 class ManifestError(ValueError):
@@ -77,17 +106,51 @@ def load_manifest(root: Path) -> dict:
         raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
 
 
+def max_file_mb() -> float:
+    return float(os.environ.get("QA_MAX_FILE_MB") or MAX_FILE_MB)
+
+
+def read_file(path: Path) -> tuple[bytes, str]:
+    """A corpus file's bytes and its text; raise ValueError saying why it is unusable."""
+    data = checked_bytes(path)
+    return data, decode(data)
+
+
+def checked_bytes(path: Path) -> bytes:
+    """A corpus file's bytes, if it is a regular file within the size limit; else ValueError saying why."""
+    if path.is_symlink():
+        raise ValueError("symbolic link, not followed")
+    if path.is_dir():
+        raise ValueError("a folder: only the files directly in the corpus folder are read")
+    if not path.is_file():
+        raise ValueError("not a regular file")
+    size, limit = path.stat().st_size, max_file_mb()
+    if size > limit * 2**20:
+        over = f"over the {limit:g} MB limit for one file ($QA_MAX_FILE_MB)"
+        raise ValueError(f"{size / 2**20:.1f} MB ({size:,} bytes), {over}")
+    return path.read_bytes()
+
+
 def read_text(path: Path) -> str:
-    """Decode a file as UTF-8 without newline translation; raise ValueError saying why it is unusable."""
-    data = path.read_bytes()
-    if not data.strip():
-        raise ValueError("empty file")
-    if b"\x00" in data[:8192]:
-        raise ValueError("binary file (contains NUL bytes), not text")
+    """Decode a file without newline translation; raise ValueError saying why it is unusable."""
+    return read_file(path)[1]
+
+
+def decode(data: bytes) -> str:
+    """UTF-8, or UTF-16/32 with a byte-order mark (dropped). Offsets are into this text: a UTF-8 byte-order mark
+    stays in it (U+FEFF at offset 0), so they are those of the file decoded as UTF-8, as the model promises."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+    if encoding is None and b"\x00" in data[:8192]:
+        raise ValueError("binary file (contains NUL bytes; UTF-16 without a byte-order mark is not read), not text")
     try:
-        return data.decode("utf-8")
+        text = data.decode(encoding or "utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 (invalid byte at offset {exc.start})") from exc
+        raise ValueError(f"not {(encoding or 'utf-8').upper()} (invalid byte at offset {exc.start})") from exc
+    if "\x00" in text:
+        raise ValueError("binary file (contains NUL characters), not text")
+    if not text.replace("\ufeff", "").strip():
+        raise ValueError("empty file")
+    return text
 
 
 def _first_heading(text: str) -> str | None:
@@ -145,28 +208,50 @@ def raw_text(path: Path) -> str:
     """A corpus file's raw text, the one passage offsets point into: a PDF's or DOCX's is its extracted text.
     Raises ValueError (or OSError) saying why the file gives none."""
     if path.suffix.lower() in EXTRACTORS:
+        checked_bytes(path)  # the same refusals as any file (a link, a folder, too large)
         return extract(path).text
     return read_text(path)
 
 
-def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
-    """sha256 of each file load_corpus would ingest: enough to tell whether an index is stale.
-
-    A PDF or DOCX counts by its bytes even when it yields no text (load_corpus records it all the same), so
-    telling whether an index is stale never extracts text."""
-    out = {}
+def candidates(root: Path) -> list[tuple[Path, str | None]]:
+    """The entries of a corpus folder, each with the reason it will be skipped (None: it is ingested if it
+    reads). The manifest and the bundled corpus's own Python modules are not entries."""
+    out = []
     for path in sorted(root.iterdir()):
-        if path.is_file() and path.suffix.lower() in FORMATS:
-            if path.suffix.lower() not in EXTRACTORS:
-                try:
-                    read_text(path)
-                except (OSError, ValueError):
-                    continue
-            try:
-                out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
-                continue
+        if path.name in {MANIFEST_NAME, "__pycache__"} or (path.suffix in {".py", ".pyc"} and path.is_file()):
+            continue
+        fmt = FORMATS.get(path.suffix.lower())
+        if path.name.startswith("."):
+            out.append((path, "hidden file"))
+        elif path.is_symlink():
+            out.append((path, "symbolic link, not followed"))
+        elif fmt is None and path.is_file():
+            out.append((path, f"unsupported format {path.suffix or '(none: no extension)'}"))
+        else:
+            out.append((path, None))  # read_file says what else is wrong (a folder, a FIFO, not text)
     return out
+
+
+def corpus_files(root: Path = CORPUS_DIR) -> dict[str, str]:
+    """sha256 of each file load_corpus would ingest, and of the manifest (its titles and viewpoints are in the
+    index too): enough to tell whether an index is stale."""
+    out = {}
+    for path, reason in candidates(root):
+        if reason is None:
+            try:
+                # A PDF or DOCX counts by its bytes even when it yields no text (load_corpus records it all the
+                # same), so telling whether an index is stale never extracts text.
+                data = checked_bytes(path) if path.suffix.lower() in EXTRACTORS else read_file(path)[0]
+                out[path.name] = hashlib.sha256(data).hexdigest()
+            except (OSError, ValueError):
+                continue
+    return out | manifest_checksum(root)
+
+
+def manifest_checksum(root: Path) -> dict[str, str]:
+    """{"manifest.toml": its sha256} (a name no document can have: .toml is not a format), or {} without one."""
+    path = root / MANIFEST_NAME
+    return {MANIFEST_NAME: hashlib.sha256(path.read_bytes()).hexdigest()} if path.is_file() else {}
 
 
 def collection_name(root: Path, manifest: dict | None = None) -> str:
@@ -179,36 +264,35 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
     """Ingest every supported file in `root` (and `extra_files`) into works and passages."""
     manifest = load_manifest(root)
     entries = {f["name"]: f for f in manifest.get("files", [])}
-    paths = sorted(p for p in root.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
-    paths += [p for p in extra_files or [] if p.name not in {q.name for q in paths}]
+    found = candidates(root)
+    found += [(p, None) for p in extra_files or [] if p.name not in {q.name for q, _ in found}]
     corpus = Corpus(
         root=root, name=collection_name(root, manifest), works={}, passages=[], files={},
         texts={}, viewpoints=dict(manifest.get("viewpoints", {})), holders=dict(manifest.get("holders", {})),
+        manifest_files=manifest_checksum(root),
     )  # fmt: skip
     work_texts: list[WorkText] = []
     notes: dict[str, tuple[dict[str, Note], list]] = {}
-    for path in paths:
-        fmt = FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            if not path.name.startswith(".") and path.suffix not in {".py", ".pyc"}:
-                corpus.skipped.append(Skipped(path.name, f"unsupported format {path.suffix or '(none)'}"))
-            continue
+    for path, reason in found:
         extracted = None
         try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if reason:
+                raise ValueError(reason)
             if path.suffix.lower() in EXTRACTORS:
-                corpus.files[path.name] = digest  # recorded whatever it yields: see corpus_files
+                corpus.files[path.name] = hashlib.sha256(checked_bytes(path)).hexdigest()  # see corpus_files
                 extracted = extract(path)
-            raw = extracted.text if extracted else read_text(path)
+                raw = extracted.text
+            else:
+                data, raw = read_file(path)
+                corpus.files[path.name] = hashlib.sha256(data).hexdigest()
         except (OSError, ValueError) as exc:
             corpus.skipped.append(Skipped(path.name, str(exc)))
             continue
-        corpus.files[path.name] = digest
         corpus.texts[path.name] = raw
         if extracted and extracted.pages:
             corpus.pages[path.name] = extracted.pages
         entry = entries.get(path.name)
-        work_texts += _ingest_file(corpus, path.name, raw, fmt, entry, notes, extracted)
+        work_texts += _ingest_file(corpus, path.name, raw, FORMATS[path.suffix.lower()], entry, notes, extracted)
     passages, collapsed = build_passages(work_texts, notes)
     for p in passages:
         if p.file in corpus.pages:  # where the passage starts, and where it ends

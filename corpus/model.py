@@ -1,6 +1,7 @@
 """The corpus data model: works, passages and the spans that tie them to raw files.
 
-Offsets are character (code point) offsets into a file decoded as UTF-8, end exclusive.
+Offsets are character (code point) offsets into a file decoded as UTF-8 (or as UTF-16/32 when it starts with
+such a byte-order mark, which is not counted), end exclusive: corpus.ingest.read_text's text.
 """
 
 from __future__ import annotations

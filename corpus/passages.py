@@ -14,8 +14,13 @@ from corpus.model import Note, Passage, Span
 from corpus.structure import Sentence
 
 MIN_WORDS, TARGET_WORDS, MAX_WORDS = 45, 90, 130
+PASSAGE_MAX_WORDS = MAX_WORDS + 30  # never more (a heading over the passage aside): a short tail may join one
 DUP_MIN_WORDS = 6  # shorter sentences ("No one.") are too common to call copies
 DUP_RATIO = 85  # rapidfuzz ratio of normalized sentences
+# A three-word run shared by more earlier sentences than this tells nothing about which one a sentence copies, and
+# counting its votes made thousands of similar notes quadratic (the bundled corpus's most shared run: 126).
+MAX_POSTINGS = 256
+FUZZY_MIN_WORDS = 12  # a shorter sentence copies another only when identical: in a short note every word counts
 VERSION_SHARE = 0.15  # share of a work's sentences found in an earlier work that makes it a version of it
 
 
@@ -41,11 +46,13 @@ def _shingles(norm: str, n: int = 3) -> set[str]:
 def find_copies(works: list[WorkText]) -> None:
     """Mark each sentence that copies a sentence of an earlier work which it is a version of."""
     pool: dict[str, list[tuple[int, int]]] = defaultdict(list)  # shingle -> earlier canonical sentences
+    exact: dict[str, tuple[int, int]] = {}  # normalized text -> its first canonical sentence
     norms = [[normalize(s.text) for s in w.sentences] for w in works]
     for wi, work in enumerate(works):
         matches: list[tuple[int, int] | None] = []
         for si, s in enumerate(work.sentences):
-            matches.append(_best_match(norms, pool, norms[wi][si]) if s.words >= DUP_MIN_WORDS else None)
+            norm = norms[wi][si]
+            matches.append(_best_match(norms, pool, norm) or exact.get(norm) if s.words >= DUP_MIN_WORDS else None)
         # Only a work that largely repeats an earlier one is a version of it; a quotation shared by two
         # different works stays in both.
         shared = Counter(m[0] for m in matches if m)
@@ -53,21 +60,36 @@ def find_copies(works: list[WorkText]) -> None:
         work.dup_of = [m if m and m[0] in versions else None for m in matches]
         for si, m in enumerate(work.dup_of):
             if m is None and work.sentences[si].words >= DUP_MIN_WORDS:
+                exact.setdefault(norms[wi][si], (wi, si))
                 for sh in _shingles(norms[wi][si]):
-                    pool[sh].append((wi, si))
+                    if len(pool[sh]) <= MAX_POSTINGS:
+                        pool[sh].append((wi, si))
 
 
 def _best_match(norms, pool, norm: str) -> tuple[int, int] | None:
     shingles = _shingles(norm)
-    votes = Counter(c for sh in shingles for c in pool.get(sh, ()))
+    votes = Counter(c for sh in shingles if len(found := pool.get(sh, ())) <= MAX_POSTINGS for c in found)
     best, best_score = None, DUP_RATIO
     for cand, shared in votes.most_common(5):
         if shared < max(2, 0.3 * len(shingles)):
             break
-        score = fuzz.ratio(norm, norms[cand[0]][cand[1]])
+        other = norms[cand[0]][cand[1]]
+        score = fuzz.ratio(norm, other) if other == norm or _may_differ(norm, other) else 0
         if score >= best_score:
             best, best_score = cand, score
     return best
+
+
+def _may_differ(norm: str, other: str) -> bool:
+    """Whether two different sentences may still be copies (when near-identical): two versions of an article
+    reword long sentences, but short notes that differ in one word are different notes, and a changed number
+    ("note 1234" and "note 0", "in 1914" and "in 1917") is what a sentence says, not an edit to fold away."""
+    words, other_words = norm.split(), other.split()
+    if len(words) < FUZZY_MIN_WORDS:
+        return False
+    numbers = Counter(w for w in words if any(c.isdigit() for c in w))
+    other_numbers = Counter(w for w in other_words if any(c.isdigit() for c in w))
+    return not (numbers - other_numbers and other_numbers - numbers)  # "16" for "sixteen" is an edit
 
 
 def inherit_sections(works: list[WorkText]) -> None:
@@ -104,6 +126,7 @@ def chunk(sents: list[Sentence]) -> list[list[Sentence]]:
         if cur and (
             new_section
             or (words + s.words > MAX_WORDS and words >= MIN_WORDS // 2)
+            or words + s.words > PASSAGE_MAX_WORDS  # sentences are at most MAX_SENTENCE_WORDS long
             or (new_para and words >= MIN_WORDS and not caption)
             or whole_para
             or words >= TARGET_WORDS
@@ -138,7 +161,7 @@ def _merge_short_tails(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
     for c in chunks:
         words = sum(s.words for s in c)
         if out and words < MIN_WORDS // 2 and out[-1][-1].section == c[0].section:
-            if sum(s.words for s in out[-1]) + words <= MAX_WORDS + 30:
+            if sum(s.words for s in out[-1]) + words <= PASSAGE_MAX_WORDS:
                 out[-1] = out[-1] + c
                 continue
         out.append(c)

@@ -7,7 +7,7 @@ nothing at all), so each rule here uses only what the text gives; none names a p
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import blingfire
 import numpy as np
@@ -37,6 +37,9 @@ REFERENCE_WEAK = re.compile(
 WORD = re.compile(r"\w+")
 # A quotation of some length inside a note or reference entry is evidence worth keeping.
 QUOTATION = re.compile(r'"[^"\n]{80,}?"|“[^”\n]{80,}?”|"[^"\n]{80,}$')
+# A longer "sentence" (unpunctuated text: a list, a log, a poem without stops) is split at line starts, else
+# between words. Above the longest real sentence of the bundled corpus (142 words), so real prose stays whole.
+MAX_SENTENCE_WORDS = 150
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Paragraph:
     section: str | None
     back_matter: bool = False  # see also, references, notes: only quotations in them are kept
     heading: bool = False  # a section heading: read by readers, so searchable text like any other
+    line_starts: list[int] = field(default_factory=list)  # where each joined line begins in text (after the 1st)
 
 
 @dataclass
@@ -100,40 +104,69 @@ def _continues(prev: str, nxt: str) -> bool:
     return prev[-1].islower() or prev[-1] in ",-–—" or (prev[-1] not in TERMINAL and nxt[0].islower())
 
 
-def _join(a: MappedText, b: MappedText) -> MappedText:
-    hyphenated = a.text.endswith("-") and len(a.text) > 1 and a.text[-2].isalpha() and b.text[:1].islower()
-    if hyphenated:  # "ques-" + "tion": a soft hyphen keeps both raw words and reads as one word
-        a = MappedText(a.text[:-1] + SOFT_HYPHEN, a.pos, a.raw_len)
-        return MappedText(a.text + b.text, np.concatenate([a.pos, b.pos]), a.raw_len)
-    sep = np.array([a.pos[-1]], dtype=np.int64)
-    return MappedText(a.text + " " + b.text, np.concatenate([a.pos, sep, b.pos]), a.raw_len)
+def _join(lines: list[MappedText]) -> tuple[MappedText, list[int]]:
+    """A paragraph's lines as one text (and where each line after the first starts in it), built once: joining
+    line by line copied the whole paragraph for every line, quadratic in a long unpunctuated file.
+
+    Lines join with a space; a line ending in "ques-" before "tion" joins with a soft hyphen instead, which keeps
+    both raw words and reads as one word."""
+    texts, positions, starts = [lines[0].text], [lines[0].pos], []
+    length, tail = len(lines[0].text), lines[0].text[-2:]
+    for b in lines[1:]:
+        if tail.endswith("-") and len(tail) > 1 and tail[-2].isalpha() and b.text[:1].islower():
+            texts[-1] = texts[-1][:-1] + SOFT_HYPHEN
+        else:
+            texts.append(" ")
+            positions.append(positions[-1][-1:])  # the space maps to the last character before it
+            length += 1
+        starts.append(length)
+        texts.append(b.text)
+        positions.append(b.pos)
+        length += len(b.text)
+        tail = (texts[-2][-1:] + b.text)[-2:]
+    return MappedText("".join(texts), np.concatenate(positions), lines[0].raw_len), starts
+
+
+def _next_nonempty(lines: list[MappedText]) -> list[str | None]:
+    """For each line, the text of the next non-empty line after it."""
+    out: list[str | None] = [None] * len(lines)
+    nxt = None
+    for i in range(len(lines) - 1, -1, -1):
+        out[i] = nxt
+        nxt = lines[i].text or nxt
+    return out
 
 
 def paragraphs(mt: MappedText) -> list[Paragraph]:
     """Split a work's cleaned text into paragraphs with their section; stop at back matter."""
     lines = _lines(mt)
     wrapped = _is_hard_wrapped(lines)
+    following = _next_nonempty(lines)
     out: list[Paragraph] = []
+    parts: dict[int, list[MappedText]] = {}  # id of a paragraph -> its lines, joined once at the end
     section: str | None = None
     prev: Paragraph | None = None  # the paragraph a line may continue (none right after a heading)
     after_break = back_matter = False
-    for i, line in enumerate(lines):
+    for line, nxt in zip(lines, following, strict=True):
         if not line.text:
             after_break = True
             continue
-        nxt = next((x.text for x in lines[i + 1 :] if x.text), None)
         heading = _heading(line.text, nxt)
         if heading is not None:
             back_matter = _back_matter(heading, line.text, back_matter)
             section, prev = heading, None
             if not back_matter and (at := line.text.find(heading)) >= 0:  # the heading's words, without "#"
                 out.append(Paragraph(line.slice(at, at + len(heading)), section, heading=True))
-        elif prev is not None and ((wrapped and not after_break) or _continues(prev.text.text, line.text)):
-            prev.text = _join(prev.text, line)
+        elif prev is not None and ((wrapped and not after_break) or _continues(parts[id(prev)][-1].text, line.text)):
+            parts[id(prev)].append(line)
         else:
             prev = Paragraph(line, section, back_matter)
+            parts[id(prev)] = [line]
             out.append(prev)
         after_break = False
+    for para in out:
+        if len(parts.get(id(para), ())) > 1:
+            para.text, para.line_starts = _join(parts[id(para)])
     return out
 
 
@@ -194,11 +227,34 @@ def sentences(paras: list[Paragraph]) -> list[Sentence]:
                 b -= 1
             if b <= a:
                 continue
-            start, end = para.text.raw_span(a, b)
-            s = text[a:b]
-            words = len(_prose_words(s))
-            out.append(Sentence(s, start, end, para.section, pi, words, para.back_matter, para.heading))
+            words = len(_prose_words(text[a:b]))
+            pieces = [(a, b)] if para.heading or words <= MAX_SENTENCE_WORDS else _split_long(text, a, b, para)
+            for pa, pb in pieces:
+                start, end = para.text.raw_span(pa, pb)
+                s = text[pa:pb]
+                n = words if len(pieces) == 1 else len(_prose_words(s))
+                out.append(Sentence(s, start, end, para.section, pi, n, para.back_matter, para.heading))
     return out
+
+
+def _split_long(text: str, a: int, b: int, para: Paragraph) -> list[tuple[int, int]]:
+    """text[a:b] in pieces of at most MAX_SENTENCE_WORDS words: cut at a line start if one leaves the piece at
+    least half full, else between words (a single word longer than the cap stays whole)."""
+    line_starts = set(para.line_starts)
+    tokens = [(a + m.start(), a + m.end(), len(_prose_words(m.group()))) for m in re.finditer(r"\S+", text[a:b])]
+    pieces: list[tuple[int, int]] = []
+    first, words, cut = 0, 0, None  # the piece's first token, its words, the token it would best be cut before
+    for i, (start, _, n) in enumerate(tokens):
+        if words + n > MAX_SENTENCE_WORDS and i > first:
+            j = cut if cut is not None else i
+            pieces.append((tokens[first][0], tokens[j - 1][1]))
+            first, cut = j, None
+            words = sum(t[2] for t in tokens[j:i])
+        if i > first and start in line_starts and words >= MAX_SENTENCE_WORDS // 2:
+            cut = i
+        words += n
+    pieces.append((tokens[first][0], tokens[-1][1]))
+    return pieces
 
 
 def drop_junk(sents: list[Sentence], tail_run: int = 10, tail_share: float = 0.6) -> list[Sentence]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from corpus.model import Passage, Work
 from index import layout
+from index import manifest as manifest_schema
 from index.encoder import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, Encoder, export_onnx, load_encoder
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,8 @@ def _write_text(path: Path, chunks: Iterable[str]) -> None:
 
 
 def _finish(root: Path, manifest: dict) -> None:
-    """Hash and fsync every file, then write the manifest last: its presence marks a complete index."""
+    """Hash and fsync every file, then write the manifest last: its presence marks a complete index. It lists
+    every file with its sha256 and carries a checksum of itself (index/manifest.py)."""
     files = {}
     for path in layout.index_files(root):
         files[path.relative_to(root).as_posix()] = layout.sha256_file(path)
@@ -273,6 +275,7 @@ def _finish(root: Path, manifest: dict) -> None:
     for d in {p.parent for p in layout.index_files(root)} | {root}:
         layout.fsync_path(d)
     manifest["files"] = files
+    manifest[manifest_schema.CHECKSUM_KEY] = manifest_schema.checksum(manifest)  # last: it covers all the rest
     path = root / layout.MANIFEST_FILE
     with open(path, "w", encoding="utf-8") as f:
         json.dump(manifest, f, ensure_ascii=False, indent=2)

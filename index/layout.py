@@ -17,10 +17,17 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest checksums itself and lists every file
 MANIFEST_FILE = "manifest.json"
 DENSE_FILE = "dense.faiss"
 BM25_DIR = "bm25"
+BM25_FILES = (
+    "params.index.json",
+    "vocab.index.json",
+    "data.csc.index.npy",
+    "indices.csc.index.npy",
+    "indptr.csc.index.npy",
+)
 PASSAGES_FILE = "passages.jsonl"
 WORKS_FILE = "works.json"
 RESERVED = {MANIFEST_FILE, DENSE_FILE, BM25_DIR, PASSAGES_FILE, WORKS_FILE}
@@ -89,8 +96,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def index_files(root: Path) -> list[Path]:
-    """Every file under root except the manifest, in a stable order."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p != root / MANIFEST_FILE)
+    """Every file under root except the manifest, in a stable order (symbolic links included, to be refused)."""
+    return sorted(p for p in root.rglob("*") if (p.is_file() or p.is_symlink()) and p != root / MANIFEST_FILE)
+
+
+def inside(root: Path, rel: str) -> bool:
+    """Whether root/rel is a regular file of the index itself, not a link leading out of it."""
+    path = root / rel
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return not path.is_symlink() and os.path.commonpath([real, base]) == base
 
 
 def fsync_path(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -12,14 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.mapped import MappedText
 from corpus.model import Passage, Work
 from index import layout
+from index import manifest as manifest_schema
 from index.encoder import Encoder, load_encoder, load_onnx_encoder, resolve, wanted_backend
 
 log = logging.getLogger(__name__)
 
 REBUILD_HINT = "Rebuild it with `qa index build`."
-_MANIFEST_KEYS = ("model", "corpus_files", "passage_count", "dense", "lexical", "extra", "files")
+# Below this size (the demo index maps 2.3 MB) the arrays are read into memory: a file truncated under a running
+# server then cannot fault it (SIGBUS), and the copy costs little RAM. Above it, mapping saves RAM and start-up,
+# shared by worker processes; see SearchIndex._check_mapped for what remains of the risk.
+MMAP_MIN_BYTES = 256 << 20
+_MAPPED_SUFFIXES = (".npy", ".faiss")  # what numpy, bm25s and faiss map
 QUERY_CACHE_SIZE = 1024  # query vectors kept (LRU); $QA_QUERY_CACHE overrides, 0 disables
 
 
@@ -48,6 +55,8 @@ class SearchIndex:
         self.dim: int = manifest["model"]["dim"]
         self._extra: dict[str, object] = {}
         self._arrays: dict[str, np.ndarray] = {}
+        self._mapped: dict[str, int] = {}  # memory-mapped file -> its size when loaded
+        self._mapped_files: list = []  # open handles of the mapped files, to fstat
         self._dense = None
         self._bm25 = None
         self._encoder: Encoder | None = None
@@ -61,11 +70,19 @@ class SearchIndex:
         return len(self.passages)
 
     @classmethod
-    def load(cls, path: Path, expected_files: dict[str, str] | None = None, mmap: bool = True) -> SearchIndex:
+    def load(
+        cls,
+        path: Path,
+        expected_files: dict[str, str] | None = None,
+        mmap: bool = True,
+        corpus_dir: Path | None = None,
+    ) -> SearchIndex:
         """Load and validate the index at `path`.
 
         `expected_files` (corpus file name -> sha256) are the current corpus checksums; if they
         differ from the ones the index was built from, StaleIndexError is raised.
+        `corpus_dir`, if given, is the corpus the passages quote: each passage is checked against it.
+        `mmap` maps the large arrays instead of reading them, but only for an index of MMAP_MIN_BYTES or more.
         """
         path = Path(path).absolute()
         started = time.perf_counter()
@@ -74,7 +91,7 @@ class SearchIndex:
         for attempt in range(3):
             before = _manifest_bytes(path)
             try:
-                index = cls._load_once(path, before, expected_files, mmap)
+                index = cls._load_once(path, before, expected_files, mmap, corpus_dir)
             except IndexLoadError:
                 # Files of the next index hashed against this manifest look corrupted: retry if it was a swap.
                 if attempt < 2 and _manifest_bytes_or_none(path) != before:
@@ -88,29 +105,42 @@ class SearchIndex:
         raise IndexLoadError("the index kept changing while loading (is a build running?)", path)
 
     @classmethod
-    def _load_once(cls, path: Path, raw: bytes, expected: dict[str, str] | None, mmap: bool) -> SearchIndex:
+    def _load_once(
+        cls, path: Path, raw: bytes, expected: dict[str, str] | None, mmap: bool, corpus_dir: Path | None
+    ) -> SearchIndex:
         manifest = _parse_manifest(raw, path)
         if expected is not None:
             _check_fresh(manifest["corpus_files"], expected, path)
-        _check_hashes(path, manifest["files"])
+        _check_listing(path, manifest)
+        sizes = _check_hashes(path, manifest["files"])
+        mmap = mmap and _mappable_bytes(sizes) >= MMAP_MIN_BYTES
         try:
             passages = [Passage.from_dict(json.loads(line)) for line in _lines(path / layout.PASSAGES_FILE)]
             works_json = json.loads((path / layout.WORKS_FILE).read_text(encoding="utf-8"))
             works = {d["id"]: Work(**d) for d in works_json}
         except (ValueError, KeyError, TypeError) as e:
             raise IndexLoadError(f"unreadable passage store: {e}", path) from e
+        if corpus_dir is not None:
+            check_verbatim(passages, corpus_dir, path)
         index = cls(path, manifest, passages, works)
         for key in manifest["extra"]:
-            index._extra[key] = json.loads((path / f"{key}.json").read_text(encoding="utf-8"))
-        for key in manifest.get("arrays", []):
+            try:
+                index._extra[key] = json.loads((path / f"{key}.json").read_text(encoding="utf-8"))
+            except ValueError as e:
+                raise IndexLoadError(f"unreadable {key}.json: {e}", path) from e
+        for key in manifest["arrays"]:
             # Opened now (mapped, not copied), so a later rebuild's directory swap cannot mix old and new data.
             # A plain ndarray view of the map: np.memmap's Python-level __array_finalize__ runs on every
             # slice, which cost more than the arithmetic on the ask path.
-            array = np.load(path / f"{key}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            try:
+                array = np.load(path / f"{key}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            except ValueError as e:
+                raise IndexLoadError(f"unreadable {key}.npy: {e}", path) from e
             index._arrays[key] = array.view(np.ndarray)
         index._dense = _read_faiss(path / manifest["dense"]["file"], manifest, mmap)
         index._onnx = _read_onnx(path, manifest)
         index._bm25 = _read_bm25(path / manifest["lexical"]["dir"], mmap)
+        index._watch_mapped({rel: n for rel, n in sizes.items() if mmap and rel.endswith(_MAPPED_SUFFIXES)})
         index._check_sizes()
         return index
 
@@ -127,6 +157,23 @@ class SearchIndex:
         if len(set(counts.values())) != 1:
             raise IndexLoadError(f"passage counts disagree: {counts}", self.path)
 
+    def _watch_mapped(self, sizes: dict[str, int]) -> None:
+        # Handles, not paths: a rebuild swaps in a new directory under the same path, and deletes the old one
+        # (which stays mapped, harmlessly); only a truncation of the very file we mapped can fault us.
+        self._mapped = sizes
+        self._mapped_files = [open(self.path / rel, "rb") for rel in sizes]  # noqa: SIM115 (kept open)
+
+    def _check_mapped(self) -> None:
+        """Refuse to read a memory-mapped file that shrank since it was loaded: touching its lost pages would
+        kill the process with SIGBUS. Writers never truncate in place (builds go to a new directory that is
+        swapped in), so this guards against outside damage; a truncation between this check and the read
+        can still fault the process, which is why indexes below MMAP_MIN_BYTES are not mapped at all."""
+        for f, (rel, size) in zip(self._mapped_files, self._mapped.items(), strict=True):
+            now = os.fstat(f.fileno()).st_size
+            if now != size:
+                problem = f"index file {rel} changed size under the running server ({size} -> {now} bytes)"
+                raise IndexLoadError(problem, self.path)
+
     def extra(self, key: str):
         """A JSON blob passed to build_index(extra=...), or None if the index has none under `key`."""
         return self._extra.get(key)
@@ -139,6 +186,7 @@ class SearchIndex:
         """The stored dense vectors of the passages at `positions`, shape (len(positions), dim), in one call
         (every index type keeps exact vectors: flat, HNSW-flat, and IVF-PQ's re-ranking store)."""
         ids = np.asarray(positions, dtype=np.int64)
+        self._check_mapped()
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)
         return self._dense.reconstruct_batch(ids)
@@ -198,6 +246,7 @@ class SearchIndex:
         if q.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {q.shape[1]}, index {self.dim}")
         k = min(k, self._dense.ntotal)
+        self._check_mapped()
         if k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         return self._dense.search(q, k)
@@ -208,6 +257,7 @@ class SearchIndex:
         k = min(k, len(self.passages))
         if k <= 0 or not any(t in self._bm25.vocab_dict for t in tokens):
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        self._check_mapped()
         docs, scores = self._bm25.retrieve([tokens], k=k, show_progress=False, n_threads=0)
         keep = scores[0] > 0
         return scores[0][keep].astype(np.float32), docs[0][keep].astype(np.int64)
@@ -247,9 +297,8 @@ def _parse_manifest(raw: bytes, path: Path) -> dict:
     if version != layout.FORMAT_VERSION:
         problem = f"index format version {version!r}, this code reads {layout.FORMAT_VERSION}"
         raise IndexLoadError(problem, path)
-    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise IndexLoadError(f"{layout.MANIFEST_FILE} lacks {', '.join(missing)}", path)
+    if why := manifest_schema.problem(manifest):
+        raise IndexLoadError(f"{layout.MANIFEST_FILE} cannot be trusted: {why}", path)
     return manifest
 
 
@@ -263,13 +312,88 @@ def _check_fresh(built: dict[str, str], current: dict[str, str], path: Path) -> 
     raise StaleIndexError(f"the index was built from a different corpus ({'; '.join(parts)})", path)
 
 
-def _check_hashes(path: Path, files: dict[str, str]) -> None:
+def _check_listing(path: Path, manifest: dict) -> None:
+    """The manifest lists every file of the index, at least those the loader reads: an unlisted file would be
+    read (or ignored) without a checksum."""
+    listed = set(manifest["files"])
+    if missing := sorted(manifest_schema.required_files(manifest) - listed):
+        raise IndexLoadError(f"{layout.MANIFEST_FILE} does not list {', '.join(missing)}", path)
+    present = {p.relative_to(path).as_posix() for p in layout.index_files(path)}
+    if unlisted := sorted(present - listed):
+        raise IndexLoadError(f"files not listed in {layout.MANIFEST_FILE}: {', '.join(unlisted)}", path)
+
+
+def _check_hashes(path: Path, files: dict[str, str]) -> dict[str, int]:
+    """Check every listed file's sha256; returns their sizes."""
+    sizes = {}
     for rel, digest in files.items():
         file = path / rel
+        if not layout.inside(path, rel):
+            raise IndexLoadError(f"index file {rel} is a link leading out of the index", path)
         if not file.is_file():
             raise IndexLoadError(f"index file {rel} is missing", path)
         if layout.sha256_file(file) != digest:
             raise IndexLoadError(f"index file {rel} is corrupted or was modified (checksum mismatch)", path)
+        sizes[rel] = file.stat().st_size
+    return sizes
+
+
+def _mappable_bytes(sizes: dict[str, int]) -> int:
+    return sum(n for rel, n in sizes.items() if rel.endswith(_MAPPED_SUFFIXES))
+
+
+def check_verbatim(passages: list[Passage], corpus_dir: Path, path: Path) -> None:
+    """Refuse the index unless every passage's words appear, in order, in raw[start:end] of the file it cites
+    (of an HTML file: in the visible text of raw[start:end], as ingestion read it).
+
+    Only the corpus can vouch for a quotation: the manifest's checksum and the files' checksums cannot, since
+    whoever edits a passage's text can recompute them too. (The corpus files themselves are compared with the
+    checksums the index recorded: that is staleness, checked first.) Words deleted from a passage are not
+    caught: cleaning deletes words too (citation markers, tags, junk sentences between kept ones).
+    """
+    sources: dict[str, str | MappedText | None] = {}
+    for p in passages:
+        if p.file not in sources:
+            sources[p.file] = _corpus_text(corpus_dir, p.file)
+        if why := _not_verbatim(p, sources[p.file]):
+            raise IndexLoadError(f"passage {p.id} does not quote {p.file} verbatim: {why}", path)
+
+
+WORD = re.compile(r"\w+")
+
+
+def _corpus_text(corpus_dir: Path, name: str) -> str | MappedText | None:
+    """The file's text (None if the corpus has no readable file of that name); an HTML file's visible text."""
+    from corpus.html import html_to_mapped
+    from corpus.ingest import FORMATS, raw_text
+
+    if not isinstance(name, str) or not manifest_schema.NAME.fullmatch(name):
+        return None  # not a plain file name of the corpus directory
+    try:
+        raw = raw_text(corpus_dir / name)  # a PDF's or DOCX's: its extracted text
+    except (OSError, ValueError):
+        return None
+    return html_to_mapped(raw)[0] if FORMATS.get(Path(name).suffix.lower()) == "html" else raw
+
+
+def _not_verbatim(p: Passage, source: str | MappedText | None) -> str | None:
+    if source is None:
+        return "the corpus has no readable file of that name"
+    size = source.raw_len if isinstance(source, MappedText) else len(source)
+    if not (type(p.start) is int and type(p.end) is int and 0 <= p.start <= p.end <= size):
+        return f"its offsets {p.start!r}-{p.end!r} are not inside the file ({size} characters)"
+    if not isinstance(p.text, str):
+        return "its text is not a string"
+    if isinstance(source, MappedText):  # tags split words ("<b>stro</b>ng"): compare with what a reader sees
+        lo, hi = (int(x) for x in np.searchsorted(source.pos, [p.start, p.end]))
+        span = source.text[lo:hi]
+    else:
+        span = source[p.start : p.end]
+    remaining = iter(w.lower() for w in WORD.findall(span))
+    for word in WORD.findall(p.text):
+        if word.lower() not in remaining:  # consumes the raw words up to the match: order counts
+            return f"{word!r} is not in characters {p.start}-{p.end} (in that order)"
+    return None
 
 
 def _lines(path: Path) -> list[str]:

@@ -24,6 +24,7 @@ from index.layout import clean_text
 
 log = logging.getLogger(__name__)
 _PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1  # <linux/prctl.h>
+PARSE_MAX_CHARS = 1_000_000  # spaCy's nlp.max_length: a longer text fails its parse (E088)
 
 
 def sentence_text_spans(p: Passage, raw: str) -> list[tuple[int, int]]:
@@ -41,6 +42,8 @@ def build_default_index(
 ) -> Path:
     """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index."""
     corpus = load_corpus(corpus_dir)
+    corpus.log_skipped()
+    _check_parsable(corpus.passages)
     # spaCy (one core) parses in a second process while this one loads the model and encodes.
     parsed = _parse_in_background(corpus.passages)
     encoder = load_encoder(model)
@@ -65,7 +68,7 @@ def build_default_index(
     return build_index(
         corpus.passages,
         list(corpus.works.values()),
-        corpus.files,
+        corpus.recorded_files,
         index_dir,
         model=model,
         extra=extra,
@@ -73,6 +76,15 @@ def build_default_index(
         show_progress=progress,
         passage_vectors=passage_vectors,
     )
+
+
+def _check_parsable(passages: list[Passage]) -> None:
+    """Passages are capped in words, but one "word" can be a megabyte long (a hex dump): name its file now,
+    not after minutes of encoding in an error from spaCy that names none."""
+    for p in passages:
+        if len(p.text) > PARSE_MAX_CHARS:
+            size = f"{len(p.text):,} characters, over the {PARSE_MAX_CHARS:,} spaCy parses"
+            raise ValueError(f"{p.file}: a passage (characters {p.start}-{p.end}) of {size}: is it text?")
 
 
 def _parse_args(passages: list[Passage]) -> tuple[list[str], list[str]]:

@@ -77,7 +77,7 @@ class Engine:
     @classmethod
     def load(cls, index_dir: Path, corpus_dir: Path | None = CORPUS_DIR) -> Engine:
         expected = corpus_files(corpus_dir) if corpus_dir else None
-        index = SearchIndex.load(index_dir, expected_files=expected)
+        index = SearchIndex.load(index_dir, expected_files=expected, corpus_dir=corpus_dir)
         engine = cls(index)
         index.encode_query("warm up")  # load the model now, not on the first question
         return engine

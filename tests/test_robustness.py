@@ -248,7 +248,8 @@ def _manifest(edit):
 
 
 def _empty_index_claim(m: dict) -> None:
-    # A manifest that claims an empty index and checks no file: must not serve an empty index.
+    # A manifest that claims an empty index and checks no file: must not serve an empty index (the file list
+    # is required and may not be empty: the schema refuses it, naming the field).
     m["passage_count"], m["files"] = 0, {}
 
 
@@ -258,7 +259,7 @@ DAMAGE = {
     "passages.jsonl emptied": (_drop_passages, "passages.jsonl"),
     "manifest.json truncated": (_truncate("manifest.json"), "manifest.json"),
     "manifest.json emptied": (lambda p: (p / "manifest.json").write_bytes(b""), "manifest.json"),
-    "manifest.json claims no passages": (_manifest(_empty_index_claim), "passage counts disagree"),
+    "manifest.json claims no passages": (_manifest(_empty_index_claim), "field 'files'"),
 }
 
 
