@@ -20,7 +20,16 @@ import numpy as np
 from corpus.model import Passage, Work
 from index import layout
 from index import manifest as manifest_schema
-from index.encoder import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, Encoder, export_onnx, load_encoder
+from index.encoder import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_MODEL,
+    copy_cached_export,
+    export_key,
+    export_onnx,
+    load_encoder,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,7 @@ def build_index(
     encoder_backend: str | None = None,
     dense_type: str | None = None,
     passage_vectors: np.ndarray | None = None,
+    reuse_from: Path | None = None,
 ) -> Path:
     """Build the index for `passages` into `out_dir`, replacing any previous index only on success.
 
@@ -66,25 +76,26 @@ def build_index(
     `dense_type` ("flat_ip", "hnsw_flat", "ivfpq_refine") overrides the choice by size (ann_threshold and
     IVFPQ_THRESHOLD).
     `passage_vectors`, if given, are the passages' embeddings already computed with `model` (normalised,
-    one row per passage, from embedding_text(p, section_prefix)); otherwise they are encoded here.
+    one row per passage, from embedding_text(p, section_prefix)); otherwise they are encoded here. With them,
+    the model is loaded only if the query encoder's ONNX export is neither cached nor in the previous index
+    (`reuse_from`, default `out_dir`).
     """
     extra, arrays = extra or {}, arrays or {}
     _check_inputs(passages, extra, arrays, passage_vectors)
     out_dir = Path(out_dir).absolute()
     layout.recover(out_dir)
-    encoder = load_encoder(model)
     tmp = layout.sibling(out_dir, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         if passage_vectors is None:
             texts = [embedding_text(p, section_prefix) for p in passages]
-            passage_vectors = encoder.encode_passages(texts, show_progress=show_progress)
+            passage_vectors = load_encoder(model).encode_passages(texts, show_progress=show_progress)
         dense = _write_dense(tmp, passage_vectors, ann_threshold, ef_search, dense_type)
         manifest = {
             "format_version": layout.FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": _model_info(encoder, section_prefix),
+            "model": _model_info(model, passage_vectors.shape[1], section_prefix),
             "corpus_files": dict(sorted(corpus_files.items())),
             "passage_count": len(passages),
             "work_count": len(works),
@@ -93,7 +104,7 @@ def build_index(
             "extra": sorted(extra),
             "arrays": sorted(arrays),
             "libraries": _library_versions(),
-            "encoder": _write_encoder(tmp, encoder, encoder_backend),
+            "encoder": _write_encoder(tmp, model, encoder_backend, Path(reuse_from or out_dir)),
         }
         _write_store(tmp, passages, works, extra, arrays)
         _finish(tmp, manifest)
@@ -121,12 +132,13 @@ def _check_inputs(passages: list[Passage], extra: dict, arrays: dict, vectors: n
         raise ValueError(f"passage_vectors must have one row per passage, got shape {vectors.shape}")
 
 
-def _model_info(encoder: Encoder, section_prefix: bool) -> dict:
+def _model_info(model: str, dim: int, section_prefix: bool) -> dict:
+    name, spec = resolve(model)
     return {
-        "name": encoder.name,
-        "dim": encoder.dim,
-        "query_prefix": encoder.spec.query_prefix,
-        "passage_prefix": encoder.spec.passage_prefix,
+        "name": name,
+        "dim": dim,
+        "query_prefix": spec.query_prefix,
+        "passage_prefix": spec.passage_prefix,
         "section_prefix": section_prefix,
     }
 
@@ -215,17 +227,39 @@ def make_dense(
     return index, info
 
 
-def _write_encoder(root: Path, encoder: Encoder, backend: str | None) -> dict:
+def _write_encoder(root: Path, model: str, backend: str | None, previous: Path) -> dict:
+    """The query encoder's ONNX export, from the first of: the export cache, the previous index (when its export
+    is the one this machine would make), a new export (which loads the model)."""
     backend = backend or os.environ.get("QA_ENCODER_BACKEND") or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown encoder backend {backend!r}: {', '.join(BACKENDS)}")
     if backend == "torch":
         return {"backend": "torch"}
     try:
-        return export_onnx(encoder, root, backend)
+        name, spec = resolve(model)
+        found = copy_cached_export(name, spec, root, backend) or _copy_previous_export(previous, root, name, backend)
+        return found or export_onnx(load_encoder(model), root, backend)
     except Exception as exc:  # no onnxruntime, an exporter that fails: queries are encoded by torch
         log.warning("queries will be encoded with torch: %s", exc)
         return {"backend": "torch", "onnx_error": " ".join(str(exc).split())[:300]}
+
+
+def _copy_previous_export(previous: Path, root: Path, name: str, backend: str) -> dict | None:
+    """The previous index's export, if it has the same key and its files match that index's checksums."""
+    try:
+        manifest = json.loads((previous / layout.MANIFEST_FILE).read_text(encoding="utf-8"))
+        info, files = manifest["encoder"], manifest["files"]
+        wanted = info.get("backend") == backend and manifest["model"]["name"] == name
+        if not wanted or info.get("export_key") != export_key(name, backend):
+            return None
+        for rel in (info["file"], info["tokenizer"]):
+            if layout.sha256_file(previous / rel) != files[rel]:
+                return None
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(previous / rel, root / rel)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
 
 
 def _write_bm25(root: Path, passages: list[Passage]) -> dict:

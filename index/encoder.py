@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 DEFAULT_BACKEND = "onnx-int8"
 ONNX_DIR = "encoder"  # inside an index directory
+BATCH_SIZE = 32  # texts encoded together (sorted by length, so a batch pads little)
 MIN_EXPORT_COSINE = 0.99  # an export whose embeddings drift further from torch's is not used
 _EXPORT_VERSION = 1  # bump when the export recipe changes, to invalidate cached exports
 PROBE_TEXTS = [
@@ -83,35 +85,54 @@ class Encoder:
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode([self.spec.query_prefix + t for t in texts], show_progress=False)
 
-    def encode_passages(self, texts: list[str], show_progress: bool = False, threads: int | None = None) -> np.ndarray:
-        """Embed a collection's texts. `threads` caps torch's threads for this call (a build that runs other
-        work on the remaining cores: torch's spinning threads lose more than they gain on a shared core)."""
+    def encode_passages(
+        self, texts: list[str], show_progress: bool = False, threads: int | Callable[[], int | None] | None = None
+    ) -> np.ndarray:
+        """Embed a collection's texts. `threads` caps torch's threads: a number, or a function asked before each
+        batch (a build that runs other work on the remaining cores while it lasts: torch's spinning threads lose
+        more than they gain on a shared core)."""
         texts = [self.spec.passage_prefix + t for t in texts]
         if self.model is None:
             return self._encode(texts, show_progress=show_progress)
         import torch
 
         before = torch.get_num_threads()
-        torch.set_num_threads(min(threads or before, before))
+        cap = threads if callable(threads) else lambda: threads
+
+        def set_threads() -> None:
+            wanted = min(cap() or before, before)
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
+
         try:
             # bfloat16 matmuls where the CPU has them natively: twice as fast, and the normalised
             # embeddings keep cosine >= 0.99997 to float32 (measured on the bundled corpus).
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_native_bf16()):
-                return self._encode(texts, show_progress=show_progress)
+                return self._encode(texts, show_progress=show_progress, before_batch=set_threads)
         finally:
             torch.set_num_threads(before)
 
-    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
+    def _encode(self, texts: list[str], show_progress: bool, before_batch: Callable[[], None] | None = None):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(
-            texts,
-            batch_size=32,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=show_progress,
-        )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        # The batches sentence-transformers makes in one call (texts sorted by length, longest first), encoded
+        # one call each so the thread count can change between them: the vectors are bit-identical to one call's
+        # (and to any thread count's; checked on torch 2.13, sentence-transformers 6.2).
+        order = np.argsort([-len(t) for t in texts])
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        batches = range(0, len(texts), BATCH_SIZE)
+        for i in tqdm(batches, desc="encoding", unit="batch", disable=not show_progress or len(batches) < 2):
+            if before_batch is not None:
+                before_batch()
+            rows = order[i : i + BATCH_SIZE]
+            out[rows] = self.model.encode(
+                [texts[r] for r in rows],
+                batch_size=BATCH_SIZE,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return out
 
 
 def _native_bf16() -> bool:
@@ -202,16 +223,16 @@ class OnnxEncoder(Encoder):
         self.model = None
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
-    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
+    def _encode(self, texts: list[str], show_progress: bool, before_batch=None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         # Batches of similar length, as sentence-transformers does: padding to a batch's longest text is
         # where the time goes otherwise.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = range(0, len(texts), 32)
+        batches = range(0, len(texts), BATCH_SIZE)
         for i in tqdm(batches, desc="encoding", unit="batch", disable=not show_progress):
-            rows = order[i : i + 32]
+            rows = order[i : i + BATCH_SIZE]
             enc = self.tokenizer.encode_batch([texts[r] for r in rows])
             ids = np.array([e.ids for e in enc], dtype=np.int64)
             feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
@@ -310,43 +331,70 @@ def export_onnx(encoder: Encoder, out_dir: Path, backend: str = DEFAULT_BACKEND)
     """
     if backend not in BACKENDS or backend == "torch":
         raise ValueError(f"not an ONNX backend: {backend!r}")
-    file_name = "model_int8.onnx" if backend == "onnx-int8" else "model.onnx"
-    cached = _cache_root() / _export_key(encoder.name, encoder.spec, backend)
+    copied = copy_cached_export(encoder.name, encoder.spec, out_dir, backend)
+    if copied is not None:
+        return copied
+    _export_to(_cache_root() / _export_key(encoder.name, encoder.spec, backend), encoder, backend)
+    return copy_cached_export(encoder.name, encoder.spec, out_dir, backend)
+
+
+def copy_cached_export(name: str, spec: ModelSpec, out_dir: Path, backend: str) -> dict | None:
+    """Copy a cached export into out_dir/ONNX_DIR and return its manifest entry; None if none is cached
+    (this needs no loaded model: a rebuild that encodes nothing need not load torch)."""
+    key = _export_key(name, spec, backend)
+    cached = _cache_root() / key
     if not (cached / "info.json").is_file():
-        started = time.perf_counter()
-        work = Path(tempfile.mkdtemp(prefix="onnx-export-"))
-        try:
-            _export_graph(encoder, work / "model.onnx")
-            if backend == "onnx-int8":
-                _quantize(work / "model.onnx", work / file_name)
-                (work / "model.onnx").unlink()
-            shutil.copy(model_dir(encoder.spec) / "tokenizer.json", work / "tokenizer.json")
-            max_len = int(getattr(encoder.model, "max_seq_length", None) or 256)
-            info = {"backend": backend, "max_seq_length": max_len}
-            tokenizer = (work / "tokenizer.json").read_text(encoding="utf-8")
-            probe = OnnxEncoder(encoder.name, encoder.spec, str(work / file_name), tokenizer, info)
-            cos = (probe.encode_queries(PROBE_TEXTS) * encoder.encode_queries(PROBE_TEXTS)).sum(axis=1)
-            info["probe_min_cosine"] = round(float(cos.min()), 5)
-            if cos.min() < MIN_EXPORT_COSINE:
-                raise RuntimeError(f"ONNX export drifts from torch (cosine {cos.min():.4f} < {MIN_EXPORT_COSINE})")
-            (work / "info.json").write_text(json.dumps(info))
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(cached, ignore_errors=True)
-            try:
-                os.rename(work, cached)
-            except OSError:  # another build cached it first, or the cache is on another file system
-                shutil.copytree(work, cached, dirs_exist_ok=True)
-            log.info("exported %s to ONNX (%s) in %.1fs", encoder.name, backend, time.perf_counter() - started)
-        except Exception as exc:
-            raise RuntimeError(f"ONNX export failed: {exc}") from exc
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        return None
     info = json.loads((cached / "info.json").read_text())
+    file_name = _onnx_file_name(backend)
     target = Path(out_dir) / ONNX_DIR
     target.mkdir(parents=True, exist_ok=True)
     for f in (file_name, "tokenizer.json"):
         shutil.copy(cached / f, target / f)
-    return info | {"file": f"{ONNX_DIR}/{file_name}", "tokenizer": f"{ONNX_DIR}/tokenizer.json"}
+    return info | {"file": f"{ONNX_DIR}/{file_name}", "tokenizer": f"{ONNX_DIR}/tokenizer.json", "export_key": key}
+
+
+def export_key(name: str, backend: str) -> str:
+    """What an export depends on (model files, library versions): an index's export with the same key is
+    the one this machine would make."""
+    name, spec = resolve(name)
+    return _export_key(name, spec, backend)
+
+
+def _onnx_file_name(backend: str) -> str:
+    return "model_int8.onnx" if backend == "onnx-int8" else "model.onnx"
+
+
+def _export_to(cached: Path, encoder: Encoder, backend: str) -> None:
+    file_name = _onnx_file_name(backend)
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="onnx-export-"))
+    try:
+        _export_graph(encoder, work / "model.onnx")
+        if backend == "onnx-int8":
+            _quantize(work / "model.onnx", work / file_name)
+            (work / "model.onnx").unlink()
+        shutil.copy(model_dir(encoder.spec) / "tokenizer.json", work / "tokenizer.json")
+        max_len = int(getattr(encoder.model, "max_seq_length", None) or 256)
+        info = {"backend": backend, "max_seq_length": max_len}
+        tokenizer = (work / "tokenizer.json").read_text(encoding="utf-8")
+        probe = OnnxEncoder(encoder.name, encoder.spec, str(work / file_name), tokenizer, info)
+        cos = (probe.encode_queries(PROBE_TEXTS) * encoder.encode_queries(PROBE_TEXTS)).sum(axis=1)
+        info["probe_min_cosine"] = round(float(cos.min()), 5)
+        if cos.min() < MIN_EXPORT_COSINE:
+            raise RuntimeError(f"ONNX export drifts from torch (cosine {cos.min():.4f} < {MIN_EXPORT_COSINE})")
+        (work / "info.json").write_text(json.dumps(info))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(cached, ignore_errors=True)
+        try:
+            os.rename(work, cached)
+        except OSError:  # another build cached it first, or the cache is on another file system
+            shutil.copytree(work, cached, dirs_exist_ok=True)
+        log.info("exported %s to ONNX (%s) in %.1fs", encoder.name, backend, time.perf_counter() - started)
+    except Exception as exc:
+        raise RuntimeError(f"ONNX export failed: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def load_onnx_encoder(name: str, model: bytes | str, tokenizer_json: str, info: dict) -> OnnxEncoder:

@@ -1,9 +1,12 @@
 """Building a collection's index: ingest the corpus, encode passages and sentences, find who holds each reported
-view (spaCy, in a second process), and write the index (index/build.py). Asking is qa/engine.py's."""
+view (spaCy, in a second process), and write the index (index/build.py). Asking is qa/engine.py's.
+
+A rebuild of an existing index encodes and parses only what is new (index/reuse.py)."""
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -11,6 +14,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,18 @@ from corpus.model import Passage
 from index.build import build_index, embedding_text
 from index.encoder import DEFAULT_MODEL, load_encoder
 from index.layout import clean_text
+from index.reuse import (
+    PARSE_KEYS,
+    PASSAGE_KEYS,
+    REUSE_EXTRA,
+    SENTENCE_KEYS,
+    Reusable,
+    content_key,
+    key_array,
+    load_previous,
+    reuse_record,
+    vector_recipe,
+)
 
 log = logging.getLogger(__name__)
 _PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1  # <linux/prctl.h>
@@ -38,32 +55,52 @@ def sentence_text_spans(p: Passage, raw: str) -> list[tuple[int, int]]:
 
 
 def build_default_index(
-    corpus_dir: Path = CORPUS_DIR, index_dir: Path = Path("var/index"), progress: bool = True, model=DEFAULT_MODEL
+    corpus_dir: Path = CORPUS_DIR,
+    index_dir: Path = Path("var/index"),
+    progress: bool = True,
+    model=DEFAULT_MODEL,
+    reuse: bool = True,
+    reuse_from: Path | None = None,
 ) -> Path:
-    """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index."""
+    """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index.
+
+    Vectors and parses of texts that the index at `reuse_from` (default: `index_dir`, the index this one
+    replaces) already holds are taken from it, unless `reuse` is False: only new or changed passages are
+    encoded and parsed, and the model is loaded only if there are any.
+    """
     corpus = load_corpus(corpus_dir)
     corpus.log_skipped()
     _check_parsable(corpus.passages)
-    # spaCy (one core) parses in a second process while this one loads the model and encodes.
-    parsed = _parse_in_background(corpus.passages)
-    encoder = load_encoder(model)
-    sentences, owners, spans = [], [], []
-    for pos, p in enumerate(corpus.passages):
-        for a, b in sentence_text_spans(p, corpus.texts[p.file]):
-            sentences.append(clean_text(p.text[a:b]))
-            owners.append(pos)
-            spans.append([a, b])
-    # While the parse holds one core, the passages are encoded on the other; then the sentences, on both.
-    texts = [embedding_text(p) for p in corpus.passages]
-    passage_vectors = encoder.encode_passages(texts, show_progress=progress, threads=1)
-    vectors = encoder.encode_passages(sentences, show_progress=progress).astype(np.float16)
+    work = _Inputs.of(corpus)
+    recipe, parser = vector_recipe(model, section_prefix=True), _parser_version()
+    reuse_from = Path(reuse_from or index_dir)
+    previous = load_previous(reuse_from, recipe, parser) if reuse else Reusable()
+    to_parse = previous.missing_parses(work.parse_keys)
+    # spaCy (one core) parses in a second process while this one loads the model and encodes: on the other core
+    # while the parse lasts, on both after.
+    parse = _parse_in_background([work.parse_texts[i] for i in to_parse], [work.contexts[i] for i in to_parse])
+    encode = _encoding(model, progress, threads=lambda: 1 if parse.running() else None)
+    passage_vectors, passages_encoded = previous.vectors(work.passage_keys, work.texts, encode, exact=True)
+    vectors, sentences_encoded = previous.vectors(work.sentence_keys, work.sentences, encode, exact=False)
+    parses = _merge_parses(previous, work.parse_keys, to_parse, parse.wait())
+    counts = {"passages": len(work.texts), "passages_encoded": passages_encoded, "passages_parsed": len(to_parse)}
+    counts |= {"sentences": len(work.sentences), "sentences_encoded": sentences_encoded}
+    log.info("encoded %(passages_encoded)d of %(passages)d passages and %(sentences_encoded)d of %(sentences)d "
+             "sentences, parsed %(passages_parsed)d passages; the rest was reused", counts)  # fmt: skip
     extra = {
-        "attributions": _attributions(corpus, parsed()),
-        "sentence_owner": owners,
-        "sentence_texts": sentences,
-        "sentence_spans": spans,
+        "attributions": _attributions(corpus, parses),
+        "sentence_owner": work.owners,
+        "sentence_texts": work.sentences,
+        "sentence_spans": work.spans,
         "viewpoints": corpus.viewpoints,
         "holders": corpus.holders,
+        REUSE_EXTRA: reuse_record(recipe, parser, parses, counts),
+    }
+    arrays = {
+        "sentence_vectors": vectors.reshape(len(work.sentences), passage_vectors.shape[1]).astype(np.float16),
+        PASSAGE_KEYS: key_array(work.passage_keys),
+        SENTENCE_KEYS: key_array(work.sentence_keys),
+        PARSE_KEYS: key_array(work.parse_keys),
     }
     return build_index(
         corpus.passages,
@@ -72,9 +109,10 @@ def build_default_index(
         index_dir,
         model=model,
         extra=extra,
-        arrays={"sentence_vectors": vectors},
+        arrays=arrays,
         show_progress=progress,
         passage_vectors=passage_vectors,
+        reuse_from=reuse_from,
     )
 
 
@@ -87,6 +125,59 @@ def _check_parsable(passages: list[Passage]) -> None:
             raise ValueError(f"{p.file}: a passage (characters {p.start}-{p.end}) of {size}: is it text?")
 
 
+@dataclass
+class _Inputs:
+    """What a build encodes and parses, with the content key of each input."""
+
+    texts: list[str]  # what the model sees of each passage
+    sentences: list[str]
+    owners: list[int]  # the passage of each sentence
+    spans: list[list[int]]  # each sentence's offsets in its passage's text
+    parse_texts: list[str]
+    contexts: list[str]
+    passage_keys: list[bytes]
+    sentence_keys: list[bytes]
+    parse_keys: list[bytes]
+
+    @classmethod
+    def of(cls, corpus: Corpus) -> _Inputs:
+        sentences, owners, spans = [], [], []
+        for pos, p in enumerate(corpus.passages):
+            for a, b in sentence_text_spans(p, corpus.texts[p.file]):
+                sentences.append(clean_text(p.text[a:b]))
+                owners.append(pos)
+                spans.append([a, b])
+        texts = [embedding_text(p) for p in corpus.passages]
+        parse_texts, contexts = _parse_args(corpus.passages)
+        parse_keys = [content_key(t, c) for t, c in zip(parse_texts, contexts, strict=True)]
+        keys = [content_key(t) for t in texts], [content_key(t) for t in sentences]
+        return cls(texts, sentences, owners, spans, parse_texts, contexts, *keys, parse_keys)
+
+
+def _encoding(model: str, progress: bool, threads: Callable[[], int | None]) -> Callable[[list[str]], np.ndarray]:
+    """encode(texts) with the model, loaded on the first call (a build with nothing new never loads it)."""
+    return lambda texts: load_encoder(model).encode_passages(texts, show_progress=progress, threads=threads)
+
+
+def _merge_parses(previous: Reusable, keys: list[bytes], parsed_at: list[int], parsed: list[list[dict]]):
+    """Every passage's parse: the new ones at `parsed_at`, the previous index's elsewhere."""
+    fresh = dict(zip(parsed_at, parsed, strict=True))
+    return [fresh[i] if i in fresh else previous.parses[k] for i, k in enumerate(keys)]
+
+
+def _parser_version() -> str:
+    """What a parse depends on besides its text: the attribution rules (their source) and spaCy's pipeline."""
+    from qa import attribution
+
+    h = hashlib.sha256(Path(attribution.__file__).read_bytes())
+    for dist in ("spacy", *attribution.MODEL_NAMES):
+        try:
+            h.update(f"{dist}={metadata.version(dist)}".encode())
+        except metadata.PackageNotFoundError:
+            pass
+    return h.hexdigest()[:16]
+
+
 def _parse_args(passages: list[Passage]) -> tuple[list[str], list[str]]:
     """The passages' texts, and for each the text before it in the same section: "he argues" refers back
     to a holder named there."""
@@ -97,14 +188,22 @@ def _parse_args(passages: list[Passage]) -> tuple[list[str], list[str]]:
     return [p.text for p in passages], contexts
 
 
-def _parse_in_background(passages: list[Passage]) -> Callable[[], list[list[dict]]]:
-    """Start find_attributions in a spawned process; returns a function that waits for its result.
+@dataclass
+class _Parse:
+    wait: Callable[[], list[list[dict]]]  # the parses, once done
+    running: Callable[[], bool]  # whether the parse still holds a core
+
+
+def _parse_in_background(texts: list[str], contexts: list[str]) -> _Parse:
+    """Start find_attributions in a spawned process.
 
     If the process cannot start or dies, the parse runs here instead (and raises its own error, if any).
+    Nothing to parse starts nothing.
     """
     from qa.attribution import find_attributions
 
-    texts, contexts = _parse_args(passages)
+    if not texts:
+        return _Parse(lambda: [], lambda: False)
     ctx = multiprocessing.get_context("spawn")  # not fork: torch's thread pools may already exist here
     try:
         receive, send = ctx.Pipe(duplex=False)
@@ -113,7 +212,7 @@ def _parse_in_background(passages: list[Passage]) -> Callable[[], list[list[dict
         send.close()
     except OSError as exc:
         log.warning("parsing in this process: cannot start a second one (%s)", exc)
-        return lambda: find_attributions(texts, contexts)
+        return _Parse(lambda: find_attributions(texts, contexts), lambda: False)
 
     def result() -> list[list[dict]]:
         try:
@@ -131,7 +230,8 @@ def _parse_in_background(passages: list[Passage]) -> Callable[[], list[list[dict
         log.warning("parsing in this process: %s", value)
         return find_attributions(texts, contexts)
 
-    return result
+    # Sending a large result blocks until it is read: a child with its result ready is idle, not running.
+    return _Parse(result, lambda: child.is_alive() and not receive.poll())
 
 
 def _parse_child(send, texts: list[str], contexts: list[str]) -> None:

@@ -120,7 +120,7 @@ def _rewrite(corpus_dir: Path, index_dir: Path, changes: dict[str, bytes | None]
         corpus = staging / "corpus"
         shutil.copytree(corpus_dir, corpus, ignore=shutil.ignore_patterns("*.py", "__pycache__", ".*"))
         _apply(corpus, changes)
-        built = build_default_index(corpus, staging / "index", progress=progress)
+        built = build_default_index(corpus, staging / "index", progress=progress, reuse_from=index_dir)
         _apply(corpus_dir, changes)
         layout.swap_in(built, index_dir)
     finally:
