@@ -248,12 +248,14 @@ def _copy_previous_export(previous: Path, root: Path, name: str, backend: str) -
     """The previous index's export, if it has the same key and its files match that index's checksums."""
     try:
         manifest = json.loads((previous / layout.MANIFEST_FILE).read_text(encoding="utf-8"))
+        if manifest_schema.problem(manifest):
+            return None
         info, files = manifest["encoder"], manifest["files"]
         wanted = info.get("backend") == backend and manifest["model"]["name"] == name
         if not wanted or info.get("export_key") != export_key(name, backend):
             return None
         for rel in (info["file"], info["tokenizer"]):
-            if layout.sha256_file(previous / rel) != files[rel]:
+            if not layout.inside(previous, rel) or layout.sha256_file(previous / rel) != files[rel]:
                 return None
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(previous / rel, root / rel)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from index import layout
+from index import manifest as manifest_schema
 from index.reuse import REUSE_EXTRA
 from index.store import SearchIndex
 from qa.build import build_default_index
@@ -137,6 +138,7 @@ def _resign(index: Path) -> None:
     manifest = json.loads((index / layout.MANIFEST_FILE).read_text())
     for rel in manifest["files"]:
         manifest["files"][rel] = layout.sha256_file(index / rel)
+    manifest[manifest_schema.CHECKSUM_KEY] = manifest_schema.checksum(manifest)
     (index / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
 
 
