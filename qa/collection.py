@@ -144,6 +144,8 @@ def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
 
     on_disk = corpus_files(corpus_dir)
     built_from, works = _indexed(index_dir)
+    on_disk.pop(MANIFEST_NAME, None)  # recorded for staleness; not a document
+    built_from.pop(MANIFEST_NAME, None)
     out = []
     for name in sorted(set(on_disk) | set(built_from)):
         if name not in built_from:
