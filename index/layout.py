@@ -30,6 +30,7 @@ BM25_FILES = (
 )
 PASSAGES_FILE = "passages.jsonl"
 WORKS_FILE = "works.json"
+COMMIT_FILE = "commit.json"  # in an add's or remove's staging directory: its changes are to be applied
 RESERVED = {MANIFEST_FILE, DENSE_FILE, BM25_DIR, PASSAGES_FILE, WORKS_FILE}
 
 STEMMER_LANGUAGE = "english"
@@ -142,7 +143,7 @@ def swap_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -169,7 +170,8 @@ def recover(out_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         for kind in ("tmp", "staging"):  # a build's directory; an add's or remove's copy of the corpus
             for p, pid in siblings(out_dir, kind):
-                if pid == os.getpid() or not _pid_alive(pid):
+                # A staging directory with a commit record is a write to finish, not debris (qa/collection.py).
+                if (pid == os.getpid() or not pid_alive(pid)) and not (p / COMMIT_FILE).exists():
                     shutil.rmtree(p, ignore_errors=True)
 
 

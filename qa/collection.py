@@ -109,23 +109,87 @@ def _check_new(paths: list[Path], corpus_dir: Path) -> None:
 
 
 def _rewrite(corpus_dir: Path, index_dir: Path, changes: dict[str, bytes | None], progress: bool) -> Path:
-    """Build the index of the corpus with `changes` (file name -> new bytes, None = removed) applied, then
-    apply them to the corpus, then swap the index in. Called under the writer lock."""
+    """Build the index of the corpus with `changes` (file name -> new bytes, None = removed) applied, then commit:
+    apply them to the corpus and swap the index in. Called under the writer lock.
+
+    The commit is rolled forward if it is cut short: once the staging directory holds the built index, the
+    changes and a commit record, a write killed at any later moment is finished by the next writer or loader
+    (finish_interrupted), so the collection is always the old one or the new one, whole."""
     from qa.build import build_default_index
 
-    layout.recover(index_dir)  # debris of an earlier write that was killed
+    finish_interrupted(index_dir, locked=True)
+    layout.recover(index_dir)  # debris of an earlier write that was killed before its commit
     staging = layout.sibling(index_dir, "staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         corpus = staging / "corpus"
         shutil.copytree(corpus_dir, corpus, ignore=shutil.ignore_patterns("*.py", "__pycache__", ".*"))
         _apply(corpus, changes)
-        built = build_default_index(corpus, staging / "index", progress=progress, reuse_from=index_dir)
-        _apply(corpus_dir, changes)
-        layout.swap_in(built, index_dir)
+        build_default_index(corpus, staging / "index", progress=progress, reuse_from=index_dir)
+        _record_commit(staging, corpus_dir, changes)
+        _commit(staging, index_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return index_dir
+
+
+def _record_commit(staging: Path, corpus_dir: Path, changes: dict[str, bytes | None]) -> None:
+    """The commit point: from here on, the write is finished even if this process dies."""
+    kept = staging / "changes"
+    kept.mkdir()
+    for name, data in changes.items():
+        if data is not None:
+            (kept / name).write_bytes(data)
+    record = {"corpus_dir": str(corpus_dir.resolve()), "write": sorted(n for n, d in changes.items() if d is not None),
+              "remove": sorted(n for n, d in changes.items() if d is None)}  # fmt: skip
+    layout.fsync_path(kept)
+    write_atomically(staging / layout.COMMIT_FILE, json.dumps(record).encode("utf-8"))
+
+
+def _commit(staging: Path, index_dir: Path) -> None:
+    """Apply a recorded commit: the files first, then the index (each step may be repeated)."""
+    record = json.loads((staging / layout.COMMIT_FILE).read_text(encoding="utf-8"))
+    changes: dict[str, bytes | None] = {n: (staging / "changes" / n).read_bytes() for n in record["write"]}
+    changes |= dict.fromkeys(record["remove"])
+    _apply(Path(record["corpus_dir"]), changes)
+    if (staging / "index").is_dir():  # not yet swapped in
+        layout.swap_in(staging / "index", index_dir)
+
+
+def finish_interrupted(index_dir: Path, locked: bool = False) -> None:
+    """Finish the commit of a write that was killed after its commit point (see _rewrite). Without the writer
+    lock (`locked`), only if no writer holds it: a live writer finishes it first thing."""
+    pending = [p for p, pid in layout.siblings(index_dir, "staging") if (p / layout.COMMIT_FILE).exists()]
+    if not pending:
+        return
+    with contextlib.ExitStack() as stack:
+        if not locked and not stack.enter_context(_try_writer_lock(index_dir)):
+            return
+        for staging, pid in layout.siblings(index_dir, "staging"):
+            if (staging / layout.COMMIT_FILE).exists() and not layout.pid_alive(pid):
+                log.warning("finishing the interrupted write of %s (process %d)", index_dir, pid)
+                _commit(staging, index_dir)
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _try_writer_lock(index_dir: Path) -> Iterator[bool]:
+    try:
+        f = open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a")  # noqa: SIM115 (closed below)
+    except OSError as exc:  # e.g. a read-only deployment: nobody can write, so nothing to finish here
+        log.warning("cannot take the writer lock of %s: %s", index_dir, exc)
+        yield False
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _apply(corpus_dir: Path, changes: dict[str, bytes | None]) -> None:

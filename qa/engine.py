@@ -76,6 +76,9 @@ class Engine:
 
     @classmethod
     def load(cls, index_dir: Path, corpus_dir: Path | None = CORPUS_DIR) -> Engine:
+        from qa.collection import finish_interrupted
+
+        finish_interrupted(index_dir)  # an add or remove killed after its commit point is finished first
         expected = corpus_files(corpus_dir) if corpus_dir else None
         index = SearchIndex.load(index_dir, expected_files=expected, corpus_dir=corpus_dir)
         engine = cls(index)

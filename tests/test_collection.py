@@ -168,29 +168,43 @@ def test_two_adds_at_once_both_land(collection, tmp_path):
     assert status == {SHORTEST.name: "indexed", "note1.txt": "indexed", "note2.txt": "indexed"}
 
 
+def phase(name: str, corpus: Path, index: Path, doc: str, before: bytes):
+    """A predicate on an add's pid: true once the add reached the phase."""
+    staging = lambda pid: layout.sibling(index, "staging", pid)  # noqa: E731
+    return {
+        "copying": lambda pid: staging(pid).is_dir(),
+        "built": lambda pid: (staging(pid) / "index" / layout.MANIFEST_FILE).exists(),
+        "committed": lambda pid: (staging(pid) / layout.COMMIT_FILE).exists(),
+        "file in place": lambda pid: (corpus / doc).exists(),
+        "swapped": lambda pid: (index / layout.MANIFEST_FILE).read_bytes() != before,
+    }[name]
+
+
 @pytest.mark.slow
-def test_an_add_killed_after_writing_the_corpus_leaves_a_stale_index_naming_the_file(collection, tmp_path):
-    """The files reach the corpus before the index is swapped: a write killed between the two leaves the new
-    file in the corpus and the previous index, which the loader reports as stale, never an index whose
-    files the corpus lacks."""
+@pytest.mark.parametrize("moment", ["copying", "built", "committed", "file in place", "swapped"])
+def test_an_add_killed_at_any_moment_leaves_the_old_collection_or_the_new_one_whole(collection, tmp_path, moment):
+    """SIGKILL at each phase of an add; then the next load finds either the collection as it was or the one with
+    the document added, whole: a write killed after its commit point is finished, one killed before is undone."""
     corpus, index = collection
     doc = note(tmp_path / "in", "late.txt", "A late note about the harbour of Port Arthur in 1904.\n")
+    before = (index / layout.MANIFEST_FILE).read_bytes()
+    ready = phase(moment, corpus, index, doc.name, before)
     proc = qa_process("index", "add", str(doc), "--corpus", str(corpus), "--index", str(index))
-    while not (corpus / doc.name).exists():
+    while not ready(proc.pid):
         assert proc.poll() is None, proc.communicate()[1][-2000:]
-        time.sleep(0.005)
+        time.sleep(0.002)
     proc.kill()
     proc.wait()
-    from index.store import StaleIndexError
     from qa.engine import Engine
 
-    try:
-        Engine.load(index, corpus)  # the kill came after the swap: the add is complete
-    except StaleIndexError as exc:
-        assert "late.txt" in str(exc)
-    assert not layout.siblings(index, "staging") or proc.pid in {pid for _, pid in layout.siblings(index, "staging")}
-    layout.recover(index)
-    assert not layout.siblings(index, "staging")
+    engine = Engine.load(index, corpus)  # never stale: finished or undone
+    indexed = {w.file for w in engine.works()}
+    assert (doc.name in indexed) == (corpus / doc.name).exists()
+    if moment in ("committed", "file in place", "swapped"):
+        assert doc.name in indexed
+    if moment in ("copying", "built"):
+        assert doc.name not in indexed
+    assert not layout.siblings(index, "staging") and not layout.siblings(index, "tmp")
 
 
 @pytest.mark.slow
