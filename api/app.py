@@ -256,6 +256,7 @@ def _router() -> APIRouter:
             passage_count=len(engine.index),
             work_count=len(engine.index.works),
             index_built=manifest.get("created"),  # indexes built before it was recorded have none
+            skipped=engine.index.extra("skipped") or [],
         )
 
     @r.get("/v1/works", tags=["works"], summary="Every work in the collection, with provenance")

@@ -246,8 +246,6 @@ def ask(question, as_json, top_k, works, viewpoints, no_diversify, full, corpus_
 
 def raw_reader(corpus_dir: Path):
     """file name -> its raw text (None if it is not in corpus_dir), each file read once."""
-    from corpus.ingest import read_text
-
     from corpus.ingest import raw_text
 
     @functools.cache

@@ -45,6 +45,13 @@ class PassageContext(BaseModel):
         return out
 
 
+class SkippedFile(BaseModel):
+    """A file of the collection that is not in the index, and why."""
+
+    file: str = Field(description="its name in the collection's folder")
+    reason: str = Field(description="why it was not ingested, e.g. 'no text layer (scanned PDF?)'")
+
+
 class InfoOut(BaseModel):
     """What is serving: the software, the collection and the index it answers from."""
 
@@ -55,3 +62,6 @@ class InfoOut(BaseModel):
     passage_count: int = Field(description="passages in the index")
     work_count: int = Field(description="works in the index")
     index_built: str | None = Field(description="when the index was built (ISO 8601, UTC); null if not recorded")
+    skipped: list[SkippedFile] = Field(
+        [], description="files of the collection the build did not ingest, each with the reason (empty if none)"
+    )

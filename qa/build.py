@@ -94,6 +94,7 @@ def build_default_index(
         "sentence_spans": work.spans,
         "viewpoints": corpus.viewpoints,
         "holders": corpus.holders,
+        "skipped": [{"file": s.file, "reason": s.reason} for s in corpus.skipped],  # the build's report
         REUSE_EXTRA: reuse_record(recipe, parser, parses, counts),
     }
     arrays = {

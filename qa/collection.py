@@ -203,16 +203,20 @@ def _apply(corpus_dir: Path, changes: dict[str, bytes | None]) -> None:
 
 def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
     """Each document of the collection with its works as the index holds them, and whether the index is up to
-    date with it: "indexed", "changed since indexed", "not indexed yet", or "removed; still indexed"."""
+    date with it: "indexed", "changed since indexed", "not indexed yet", "removed; still indexed", or
+    "skipped: <why>" for a file the build could not ingest."""
     from corpus.ingest import corpus_files
 
     on_disk = corpus_files(corpus_dir)
     built_from, works = _indexed(index_dir)
     on_disk.pop(MANIFEST_NAME, None)  # recorded for staleness; not a document
     built_from.pop(MANIFEST_NAME, None)
+    skipped = _skipped(index_dir)
     out = []
-    for name in sorted(set(on_disk) | set(built_from)):
-        if name not in built_from:
+    for name in sorted(set(on_disk) | set(built_from) | set(skipped)):
+        if name in skipped:
+            status = f"skipped: {skipped[name]}"
+        elif name not in built_from:
             status = "not indexed yet"
         elif name not in on_disk:
             status = "removed; still indexed"
@@ -221,6 +225,15 @@ def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
         keys = ("id", "title", "authors", "year", "kind", "viewpoint_label")
         out.append({"file": name, "status": status, "works": [{k: w[k] for k in keys} for w in works.get(name, [])]})
     return out
+
+
+def _skipped(index_dir: Path) -> dict[str, str]:
+    """The files the index's build did not ingest, with the reason (its build report)."""
+    try:
+        report = json.loads((index_dir / "skipped.json").read_text(encoding="utf-8"))
+        return {s["file"]: s["reason"] for s in report}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def _indexed(index_dir: Path) -> tuple[dict[str, str], dict[str, list[dict]]]:

@@ -230,3 +230,22 @@ def answers_from(url: str, question: str, file: str) -> bool:
     with urllib.request.urlopen(req, timeout=10) as resp:
         body = json.loads(resp.read())
     return bool(body["passages"]) and body["passages"][0]["source"]["file"] == file
+
+
+@pytest.mark.slow
+def test_the_build_report_lists_skipped_files_in_the_list_and_the_api(small, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from qa.collection import build
+
+    corpus = Path(shutil.copytree(small[0], tmp_path / "corpus"))
+    (corpus / "scan.txt").write_bytes(b"\x00\x01" * 64)
+    (corpus / "notes.rtf").write_text("{\\rtf1 notes}", encoding="utf-8")
+    index = build(corpus, tmp_path / "index", progress=False)
+    status = {d["file"]: d["status"] for d in documents(corpus, index)}
+    assert status["scan.txt"].startswith("skipped: binary") and status["notes.rtf"].startswith("skipped: unsupported")
+    assert status[SHORTEST.name] == "indexed"
+    with TestClient(create_app(Settings(index_dir=index, corpus_dir=corpus))) as client:
+        skipped = client.get("/v1/info").json()["skipped"]
+    assert {s["file"] for s in skipped} == {"scan.txt", "notes.rtf"} and all(s["reason"] for s in skipped)
