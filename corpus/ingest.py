@@ -22,6 +22,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from corpus.clean import HEADING_MARK, clean_text
 from corpus.formats import EXTRACTORS, FRONT_MATTER, Extracted, Metadata, byline, extract, front_matter
 from corpus.html import html_to_mapped
@@ -260,7 +262,7 @@ def collection_name(root: Path, manifest: dict | None = None) -> str:
     return manifest.get("corpus", {}).get("name", root.resolve().name)
 
 
-def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) -> Corpus:
+def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None, progress: bool = False) -> Corpus:
     """Ingest every supported file in `root` (and `extra_files`) into works and passages."""
     manifest = load_manifest(root)
     entries = {f["name"]: f for f in manifest.get("files", [])}
@@ -273,7 +275,7 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None) 
     )  # fmt: skip
     work_texts: list[WorkText] = []
     notes: dict[str, tuple[dict[str, Note], list]] = {}
-    for path, reason in found:
+    for path, reason in tqdm(found, desc="reading", unit="file", disable=not progress or len(found) < 50):
         extracted = None
         try:
             if reason:

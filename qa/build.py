@@ -68,7 +68,7 @@ def build_default_index(
     replaces) already holds are taken from it, unless `reuse` is False: only new or changed passages are
     encoded and parsed, and the model is loaded only if there are any.
     """
-    corpus = load_corpus(corpus_dir)
+    corpus = load_corpus(corpus_dir, progress=progress)
     corpus.log_skipped()
     _check_parsable(corpus.passages)
     work = _Inputs.of(corpus)
