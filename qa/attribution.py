@@ -19,7 +19,7 @@ filtered by a small lexicon of reporting verbs and frames.
    the nominal it hangs off is taken as the subject.
 2. Frames: "According to X", "In X's view/opinion/words", and captions "X on Y, 1928."
 3. A holder must look like a source of a view: a PERSON/ORG/NORP/GPE name, a proper noun,
-   a group noun (``GROUP_NOUNS`` or an -ist/-ian plural: "Trotskyists", "revisionist historians"),
+   a group noun (``GROUP_NOUNS`` or a follower's suffix, -ist(s)/-ians/-ites: "Trotskyists", "a Maoist"),
    or he/she/they resolved to the last holder (or else the last person named as a subject)
    before it in the passage or, failing that, in the caller's ``context`` (the preceding text of
    the same section).  I/we/vague pronouns ("some", "those") are dropped.
@@ -91,10 +91,9 @@ GROUP_NOUNS = {
     "advocate", "defender", "apologist", "dissident", "intellectual", "official", "editor",
     "veteran", "ethnographer", "professor", "ambassador", "diplomat", "politician", "secretary",
     "minister", "president", "chairman", "congress", "conference", "international", "opposition",
-    "left", "right", "bureaucracy", "administration", "regime", "kremlin", "comrade", "delegate",
+    "left", "right", "bureaucracy", "administration", "regime", "comrade", "delegate",
     "thinker", "scientist", "demographer", "statistician", "witness", "survivor", "memoirist",
-    "biographers", "people", "person", "man", "woman", "comrades", "revolutionary", "trotskyist",
-    "maoist", "stalinist", "leninist", "bolshevik", "menshevik", "anti-stalinist", "school",
+    "biographers", "people", "person", "man", "woman", "comrades", "revolutionary", "school",
     "camp", "faction", "movement", "organization", "organisation", "press", "newspaper",
     "report", "study", "source", "associate", "colleague", "contemporary", "adviser", "advisor",
     "aide", "ally", "successor", "insider", "eyewitness", "participant",
@@ -117,8 +116,7 @@ TITLES = {
     "premier", "chairman", "secretary", "minister", "sir", "lord", "saint", "st.", "biographer",
     "journalist", "sociologist", "philosopher", "economist", "scholar", "author", "writer",
     "ethnographer", "critic", "british", "american", "russian", "soviet", "french", "german",
-    "chinese", "polish", "english", "us", "u.s.", "anti-communist", "dissident", "trotskyist",
-    "revisionist", "theorist", "biographers",
+    "chinese", "polish", "english", "us", "u.s.", "dissident", "revisionist", "theorist", "biographers",
 }
 PRONOUNS_SG = {"he", "she", "him", "her"}
 PRONOUNS_PL = {"they", "them"}
@@ -174,7 +172,10 @@ def _is_group_word(tok) -> bool:
         return True
     if lem in NOT_GROUPS or low in NOT_GROUPS:
         return False
-    return tok.tag_ in ("NNS", "NNPS") and (low.endswith("ists") or low.endswith("ians"))
+    # Followers of a person or a doctrine, in any field, by their suffix: "Trotskyists", "a Maoist",
+    # "Titoites", "Keynesians" (no list of one debate's movements).
+    plural = tok.tag_ in ("NNS", "NNPS") and low.endswith(("ists", "ians", "ites"))
+    return plural or (tok.tag_ in ("NN", "NNP") and low.endswith("ist") and len(low) > 5)
 
 
 def _entity(tok):
