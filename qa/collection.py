@@ -10,35 +10,20 @@ previous index (which the loader reports as stale, naming them: `qa index build`
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from corpus.collection import manifest_text, with_file_entry, without_file_entry, write_atomically
 from corpus.ingest import FORMATS, MANIFEST_NAME, raw_text
-from index import layout
+from index import layout, stores
 
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    """Held for a whole build, add or remove of the collection whose index is index_dir."""
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another write to %s to finish", index_dir)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def writer_lock(index_dir):
+    """Held for a whole build, add or remove of the collection whose index is at index_dir (a location)."""
+    return stores.writer_lock(index_dir)
 
 
 def build(corpus_dir: Path, index_dir: Path, progress: bool = True) -> Path:
@@ -113,16 +98,17 @@ def _rewrite(corpus_dir: Path, index_dir: Path, changes: dict[str, bytes | None]
     apply them to the corpus, then swap the index in. Called under the writer lock."""
     from qa.build import build_default_index
 
-    layout.recover(index_dir)  # debris of an earlier write that was killed
-    staging = layout.sibling(index_dir, "staging")
+    stores.recover(index_dir)  # debris of an earlier write that was killed
+    staging = stores.staging_dir(index_dir)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         corpus = staging / "corpus"
         shutil.copytree(corpus_dir, corpus, ignore=shutil.ignore_patterns("*.py", "__pycache__", ".*"))
         _apply(corpus, changes)
-        built = build_default_index(corpus, staging / "index", progress=progress, reuse_from=index_dir)
+        target = stores.staging_target(index_dir, staging)
+        built = build_default_index(corpus, target, progress=progress, reuse_from=index_dir)
         _apply(corpus_dir, changes)
-        layout.swap_in(built, index_dir)
+        stores.publish(built, index_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return index_dir
@@ -159,14 +145,10 @@ def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
     return out
 
 
-def _indexed(index_dir: Path) -> tuple[dict[str, str], dict[str, list[dict]]]:
+def _indexed(index_dir) -> tuple[dict[str, str], dict[str, list[dict]]]:
     """The corpus files an index was built from (name -> sha256) and its works by file; empty without one."""
-    try:
-        manifest = json.loads((index_dir / layout.MANIFEST_FILE).read_text(encoding="utf-8"))
-        works = json.loads((index_dir / layout.WORKS_FILE).read_text(encoding="utf-8"))
-        by_file: dict[str, list[dict]] = {}
-        for w in works:
-            by_file.setdefault(w["file"], []).append(w)
-        return dict(manifest["corpus_files"]), by_file
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}, {}
+    built_from, works = stores.catalogue(index_dir)
+    by_file: dict[str, list[dict]] = {}
+    for w in works:
+        by_file.setdefault(w["file"], []).append(w)
+    return built_from, by_file
