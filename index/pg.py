@@ -89,8 +89,13 @@ class Database:
             conn = self._idle.get_nowait()
         except queue.Empty:
             conn = None
+        if conn is None:
+            try:
+                conn = self._connect()
+            except psycopg.Error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise StoreUnavailable(f"cannot connect to the database {self}: {first}") from exc
         try:
-            conn = conn or self._connect()
             yield conn
         except psycopg.Error as exc:
             if conn is not None:
