@@ -31,6 +31,7 @@ from api.middleware import RequestContextMiddleware
 from api.models import InfoOut, PassageContext, WorkOut
 from api.routing import StrictJSONRoute
 from api.settings import Settings
+from index import stores
 from qa.schema import AskRequest, AskResponse
 
 log = logging.getLogger("api")
@@ -47,7 +48,7 @@ class EngineSlot:
     """
 
     def __init__(self, settings: Settings, on_failure: OnFailure | None = None):
-        self.index_dir, self.corpus_dir, self.on_failure = settings.index_dir, settings.corpus_dir, on_failure
+        self.index_dir, self.corpus_dir, self.on_failure = settings.index_location, settings.corpus_dir, on_failure
         self.reload_seconds = settings.reload_seconds
         self.loaded = threading.Event()
         self.engine = None
@@ -59,16 +60,17 @@ class EngineSlot:
         try:
             from qa.engine import Engine
 
-            log.info("loading index and model from %s", self.index_dir)
+            log.info("loading index and model from %s", stores.describe(self.index_dir))
             self.generation = self.on_disk()
             self.engine = Engine.load(self.index_dir, self.corpus_dir)
             one_native_thread_per_request()
             log.info("engine ready")
         except Exception as exc:
-            from index.store import IndexLoadError  # its message says how to rebuild: no trace needed
+            from index.store import IndexLoadError, StoreUnavailable  # messages that say what to do: no trace
 
             self.error = str(exc) or type(exc).__name__
-            log.error("engine failed to load: %s", self.error, exc_info=not isinstance(exc, IndexLoadError))
+            expected = isinstance(exc, IndexLoadError | StoreUnavailable)
+            log.error("engine failed to load: %s", self.error, exc_info=not expected)
             if self.on_failure:
                 self.on_failure(self.error)
         finally:
@@ -77,12 +79,9 @@ class EngineSlot:
             threading.Thread(target=self._watch, name="index-watch", daemon=True).start()
 
     def on_disk(self) -> tuple | None:
-        """Identifies the index now on disk: a rebuild swaps in a new directory with a new manifest."""
-        try:
-            st = (self.index_dir / "manifest.json").stat()
-        except OSError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
+        """Identifies the index in the store now: a rebuild swaps in a new directory with a new manifest, or
+        moves the database's current version (index/stores.py generation)."""
+        return stores.generation(self.index_dir)
 
     def corpus_on_disk(self) -> tuple:
         """Changes whenever a corpus file is added, removed or rewritten (names, sizes, mtimes)."""
@@ -94,7 +93,8 @@ class EngineSlot:
 
     def _watch(self) -> None:
         """Poll for a rebuilt index (`qa index build` / `qa index add` in another process) and swap it in.
-        A new index that does not load is logged and skipped; the one in use keeps serving."""
+        A new index that does not load is logged and skipped; the one in use keeps serving. A shared store's
+        servers have no corpus of their own to wait for: its version is the whole change."""
         from qa.engine import Engine
 
         tried = None
@@ -105,19 +105,20 @@ class EngineSlot:
                 continue
             # A refused index is tried again once the corpus changes: it may have been refused as stale
             # because the files it was built from were still being written.
-            attempt = (now, self.corpus_on_disk())
+            attempt = (now, () if stores.shared(self.index_dir) else self.corpus_on_disk())
             if attempt == tried:
                 continue
             tried = attempt
             try:
                 engine = Engine.load(self.index_dir, self.corpus_dir)
             except Exception as exc:
-                log.error("a new index at %s did not load; still serving the previous one: %s", self.index_dir, exc)
+                where = stores.describe(self.index_dir)
+                log.error("a new index at %s did not load; still serving the previous one: %s", where, exc)
                 continue
             self.engine, self.generation = engine, now
             for callback in self.on_swap:
                 callback()
-            log.info("swapped in the rebuilt index from %s", self.index_dir)
+            log.info("swapped in the rebuilt index from %s", stores.describe(self.index_dir))
 
     def get(self, wait: float):
         if not self.loaded.wait(wait):

@@ -35,14 +35,24 @@ class QAGroup(click.Group):
 
 
 def one_line(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, ValidationError):  # a bad QA_* setting: its message, not pydantic's report
+        text = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
     if isinstance(exc, OSError) and exc.filename:
         text = f"{exc.strerror or text}: {exc.filename}"
-    from index.store import IndexLoadError
+    from index.store import IndexLoadError, StoreUnavailable
 
-    if not isinstance(exc, IndexLoadError | ValueError | OSError):  # the errors a user can fix
+    if not isinstance(exc, IndexLoadError | StoreUnavailable | ValueError | OSError):  # the errors a user can fix
         text = f"unexpected {type(exc).__name__}: {text} (QA_DEBUG=1 shows the trace)"
     return text
+
+
+def describe(location) -> str:
+    from index.stores import describe as where
+
+    return where(location)
 
 
 def corpus_option(f):
@@ -52,10 +62,25 @@ def corpus_option(f):
 
 def index_option(f):
     help = "index directory [default: $QA_INDEX_DIR, or $QA_DATA_DIR/index]"
-    return click.option("--index", "index_dir", type=DIR, help=help)(f)
+    f = click.option("--index", "index_dir", type=DIR, help=help)(f)
+    return store_option(f)
+
+
+def store_option(f):
+    """--store on every command that has --index: read by settings_with, so no command has to pass it on."""
+
+    def remember(ctx: click.Context, _param, value: str | None) -> None:
+        if value is not None:
+            ctx.meta["qa_store"] = value
+
+    help = "the index in a PostgreSQL database instead, postgresql://user@host:port/db [default: $QA_STORE]"
+    return click.option("--store", help=help, expose_value=False, callback=remember)(f)
 
 
 def settings_with(**overrides) -> Settings:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and "qa_store" in ctx.meta:
+        overrides["store"] = ctx.meta["qa_store"]
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -99,8 +124,8 @@ def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
     with command_logging(s.log_level, s.log_format):  # the build's own lines, one per event ($QA_LOG_FORMAT)
-        build(s.corpus_dir, s.index_dir, progress=True)
-    click.echo(f"index built at {s.index_dir}")
+        build(s.corpus_dir, s.index_location, progress=True)
+    click.echo(f"index built at {describe(s.index_location)}")
 
 
 @cli.group()
@@ -114,7 +139,7 @@ def collection() -> None:
 def collection_path(corpus_dir: Path | None, index_dir: Path | None) -> None:
     """Where the collection's documents and index are."""
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
-    click.echo(f"documents: {s.corpus_dir}\nindex: {s.index_dir}")
+    click.echo(f"documents: {s.corpus_dir}\nindex: {describe(s.index_location)}")
 
 
 @collection.command("list")
@@ -126,7 +151,7 @@ def collection_list(as_json: bool, corpus_dir: Path | None, index_dir: Path | No
     from qa.collection import documents
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
-    docs = documents(s.corpus_dir, s.index_dir)
+    docs = documents(s.corpus_dir, s.index_location)
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
@@ -180,8 +205,8 @@ def add_command(paths, title, authors, year, kind, viewpoint, viewpoint_descript
     if viewpoint_description and not viewpoint:
         raise click.UsageError("--viewpoint-description: describes a --viewpoint label; give one")
     with command_logging(s.log_level, s.log_format):
-        add_documents(list(paths), s.corpus_dir, s.index_dir, fields, viewpoint_description)
-    click.echo(f"added {len(paths)} document(s) to {s.corpus_dir}; index at {s.index_dir}")
+        add_documents(list(paths), s.corpus_dir, s.index_location, fields, viewpoint_description)
+    click.echo(f"added {len(paths)} document(s) to {s.corpus_dir}; index at {describe(s.index_location)}")
 
 
 add_command = click.command("add")(add_command)  # one command, under both groups
@@ -200,8 +225,8 @@ def collection_remove(names: tuple[str, ...], corpus_dir: Path | None, index_dir
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
     with command_logging(s.log_level, s.log_format):
-        remove_documents(list(names), s.corpus_dir, s.index_dir)
-    click.echo(f"removed {len(names)} document(s); index at {s.index_dir}")
+        remove_documents(list(names), s.corpus_dir, s.index_location)
+    click.echo(f"removed {len(names)} document(s); index at {describe(s.index_location)}")
 
 
 @cli.command()
@@ -231,7 +256,7 @@ def ask(question, as_json, top_k, works, viewpoints, no_diversify, full, corpus_
     from qa.engine import Engine, UnknownFilterValue
 
     s = settings_with(corpus_dir=corpus_dir, index_dir=index_dir)
-    engine = Engine.load(s.index_dir, s.corpus_dir)
+    engine = Engine.load(s.index_location, s.corpus_dir)
     try:
         if req.filters is not None:
             engine.check_filters(req.filters)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.logs import request_id
+from index.store import StoreUnavailable
 
 HTTP_CODES = {
     400: "bad_request",
@@ -23,7 +24,7 @@ HTTP_CODES = {
 class ErrorDetail(BaseModel):
     code: str = Field(
         description="stable machine-readable code, e.g. invalid_value, invalid_json, unknown_filter_value, "
-        "not_found, payload_too_large, not_ready, internal_error"
+        "not_found, payload_too_large, not_ready, store_unavailable, internal_error"
     )
     message: str = Field(description="what went wrong, for people (wording may change)")
     field: str | None = Field(None, description="the request field at fault, e.g. 'filters.year_to' or 'body'")
@@ -75,6 +76,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.field, headers=exc.headers)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable):
+        # The database went away or refused a query: the service is there, its store is not (retry later).
+        return error_response(503, "store_unavailable", str(exc), headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

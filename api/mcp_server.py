@@ -28,6 +28,7 @@ from api.logs import configure_logging
 from api.models import PassageContext, WorkOut
 from api.serve import ensure_index, http_limits
 from api.settings import Settings
+from index import stores
 from qa.schema import AskRequest, AskResponse
 
 log = logging.getLogger("api.mcp")
@@ -106,8 +107,8 @@ def load_engine(s: Settings):
     from qa.engine import Engine
 
     ensure_index(s)
-    log.info("loading index and model from %s", s.index_dir)
-    engine = Engine.load(s.index_dir, s.corpus_dir)
+    log.info("loading index and model from %s", stores.describe(s.index_location))
+    engine = Engine.load(s.index_location, s.corpus_dir)
     log.info("engine ready")
     return engine
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 
@@ -12,22 +11,27 @@ import uvicorn
 
 from api.logs import configure_logging
 from api.settings import Settings
+from index import stores
 
 log = logging.getLogger("api")
 
 
-def has_index(index_dir) -> bool:
-    return index_dir.is_dir() and any(index_dir.iterdir())
+def has_index(location) -> bool:
+    if stores.shared(location):
+        return stores.exists(location)
+    return location.is_dir() and any(location.iterdir())
 
 
 def why_build(s: Settings) -> str | None:
     """Build when there is no index or the corpus changed since it was built. A damaged index is not
-    rebuilt behind the user's back: loading refuses it with a message saying how to rebuild."""
-    if not has_index(s.index_dir):
-        return f"no index at {s.index_dir}"
-    try:
-        built_from = json.loads((s.index_dir / "manifest.json").read_text(encoding="utf-8"))["corpus_files"]
-    except (OSError, ValueError, KeyError, TypeError):
+    rebuilt behind the user's back: loading refuses it with a message saying how to rebuild. A shared store
+    (a database) is built when it has no collection, never because this server's corpus differs: its
+    collection is the one every server serves."""
+    location = s.index_location
+    if not has_index(location):
+        return f"no index at {stores.describe(location)}"
+    built_from = stores.built_from(location)
+    if built_from is None or stores.shared(location):
         return None
     from corpus.ingest import corpus_files
 
@@ -42,10 +46,10 @@ def ensure_index(s: Settings) -> None:
     from qa.build import build_default_index
     from qa.collection import writer_lock
 
-    with writer_lock(s.index_dir):
+    with writer_lock(s.index_location):
         if reason := why_build(s):  # again: another writer may have built it while this one waited
             log.info("%s: building it from %s", reason, s.corpus_dir)
-            build_default_index(s.corpus_dir, s.index_dir, progress=True)
+            build_default_index(s.corpus_dir, s.index_location, progress=True)
 
 
 def http_limits(s: Settings) -> dict:
@@ -74,6 +78,7 @@ def run(s: Settings) -> None:
             QA_LOG_FORMAT=s.log_format,
             QA_CORS_ORIGINS=",".join(s.cors_origins),
             QA_RELOAD_SECONDS=str(s.reload_seconds),
+            QA_STORE=s.store or "",
             QA_MAX_BODY_BYTES=str(s.max_body_bytes),
             QA_BODY_TIMEOUT_SECONDS=str(s.body_timeout_seconds),
             QA_MAX_HEADER_BYTES=str(s.max_header_bytes),

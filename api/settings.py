@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Each defaults to a directory of data_dir; set either to keep it elsewhere.
     corpus_dir: Path = Field(None, validate_default=False)  # filled in by _in_data_dir
     index_dir: Path = Field(None, validate_default=False)
+    # QA_STORE: where the index lives. Unset: files in index_dir. postgresql://user@host:port/db: a PostgreSQL
+    # database with pgvector, which several servers can share (README, "Scaling out").
+    store: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
@@ -64,6 +67,22 @@ class Settings(BaseSettings):
             self.corpus_dir = self.data_dir / "collection"
             seed_demo(self.corpus_dir)  # a new user's collection starts as the demo, theirs to change
         return self
+
+    @property
+    def index_location(self):
+        """What index/ is handed: the store if one is configured, else the index directory."""
+        from index.stores import location_of
+
+        return location_of(self.index_dir, self.store)
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, v):
+        if isinstance(v, str) and not v.strip():
+            return None
+        if v is not None and not str(v).startswith(("postgresql://", "postgres://")):
+            raise ValueError("QA_STORE / --store: expected postgresql://user@host:port/db (or unset for files)")
+        return v
 
     @field_validator("cors_origins", mode="before")
     @classmethod

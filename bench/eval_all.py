@@ -4,6 +4,7 @@ against a saved run. The one command a ranking, abstention or viewpoint change i
     python bench/eval_all.py                                   # all four collections' dev questions (+ demo-bare)
     python bench/eval_all.py --sets demo,squad2 --save mine    # a subset; keep this run as bench/runs/mine.json
     python bench/eval_all.py --baseline landed                 # compare with bench/runs/landed.json
+    python bench/eval_all.py --sets demo --store postgresql://… --baseline files   # the PostgreSQL store
 
 Collections: the demo collection (the bundled corpus, ../shared/eval/dev.jsonl), and ../shared/eval/external's
 SQuAD 2.0, PERSPECTRUM and BEIR SciFact (each its corpus folder and dev.jsonl). Also reported, outside the
@@ -29,6 +30,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -195,14 +197,35 @@ def per_question_documents(c: Collection, engine, beir, run_eval) -> list[dict]:
     return rows
 
 
-def engines(names: list[str], rebuild: bool = False):
-    """(collection, its engine) for each name; an index is built when there is none (or on rebuild)."""
+def in_store(c: Collection, store: str, index: Path) -> str:
+    """The collection in the PostgreSQL server of `store`, database <store's database>_<collection> (made if
+    absent), written again from the cached index's vectors and parses: the comparison isolates the store."""
+    import psycopg
+
+    from qa.build import build_default_index
+
+    name = re.sub(r"\W", "_", c.name)
+    base = re.match(r"(postgres(?:ql)?://[^/?]*/)([^?]*)(.*)", store)
+    url = f"{base[1]}{base[2] or 'postgres'}_{name}{base[3]}"
+    with psycopg.connect(store, autocommit=True) as conn:
+        if not conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (f"{base[2] or 'postgres'}_{name}",)
+        ).fetchone():
+            conn.execute(f"CREATE DATABASE {base[2] or 'postgres'}_{name}")
+    build_default_index(c.corpus, url, progress=False, reuse_from=index)
+    return url
+
+
+def engines(names: list[str], rebuild: bool = False, store: str | None = None):
+    """(collection, its engine) for each name; an index is built when there is none (or on rebuild). With
+    `store` (postgresql://...), the engine asks the collection written into that database server."""
     from qa.engine import Engine
 
     every = collections()
     for name in names:
         c = every[name]
-        yield c, Engine.load(ensure_index(c, rebuild), c.corpus)
+        index = ensure_index(c, rebuild)
+        yield c, Engine.load(in_store(c, store, index) if store else index, c.corpus)
 
 
 def per_question(c: Collection, engine, run_eval, beir) -> list[dict]:
@@ -239,12 +262,12 @@ def paired(rows: list[dict], base_rows: list[dict], metric: str) -> tuple[float,
     return float(diff.mean()), lo, hi, len(pairs)
 
 
-def evaluate(names: list[str], rebuild: bool = False) -> dict:
+def evaluate(names: list[str], rebuild: bool = False, store: str | None = None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run_eval = load_module(EVAL_DIR / "run_eval.py")
     beir = load_module(EXTERNAL / "beir_eval.py")
     out = {"collections": {}}
-    for c, engine in engines(names, rebuild):
+    for c, engine in engines(names, rebuild, store):
         t0 = time.perf_counter()
         rows = per_question(c, engine, run_eval, beir)
         seconds = time.perf_counter() - t0
@@ -300,6 +323,7 @@ def main() -> int:
     ap.add_argument("--save", metavar="NAME", help="keep this run as bench/runs/NAME.json")
     ap.add_argument("--baseline", metavar="NAME", help="compare with bench/runs/NAME.json (a saved run)")
     ap.add_argument("--rebuild", action="store_true", help="build the collections' indexes again")
+    ap.add_argument("--store", metavar="URL", help="ask from a PostgreSQL server (postgresql://...) instead of files")
     args = ap.parse_args()
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
     unknown = set(names) - set(collections())
@@ -311,7 +335,7 @@ def main() -> int:
         if not path.exists():
             ap.error(f"no saved run at {path}")
         baseline = json.loads(path.read_text(encoding="utf-8"))
-    run = evaluate(names, args.rebuild)
+    run = evaluate(names, args.rebuild, args.store)
     print(report(run, baseline))
     if args.save:
         RUNS.mkdir(parents=True, exist_ok=True)

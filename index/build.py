@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata
@@ -30,6 +31,7 @@ from index.encoder import (
     load_encoder,
     resolve,
 )
+from index.pg import is_database
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +84,18 @@ def build_index(
     """
     extra, arrays = extra or {}, arrays or {}
     _check_inputs(passages, extra, arrays, passage_vectors)
+    if is_database(out_dir):
+        vectors = _passage_vectors(passages, passage_vectors, model, section_prefix, show_progress)
+        options = dict(model=model, section_prefix=section_prefix, ann_threshold=ann_threshold, ef_search=ef_search)
+        options |= dict(dense_type=dense_type, encoder_backend=encoder_backend, reuse_from=reuse_from)
+        return _build_in_database(out_dir, passages, works, corpus_files, vectors, extra, arrays, options)
     out_dir = Path(out_dir).absolute()
     layout.recover(out_dir)
     tmp = layout.sibling(out_dir, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if passage_vectors is None:
-            texts = [embedding_text(p, section_prefix) for p in passages]
-            passage_vectors = load_encoder(model).encode_passages(texts, show_progress=show_progress)
+        passage_vectors = _passage_vectors(passages, passage_vectors, model, section_prefix, show_progress)
         dense = _write_dense(tmp, passage_vectors, ann_threshold, ef_search, dense_type)
         manifest = {
             "format_version": layout.FORMAT_VERSION,
@@ -114,6 +119,33 @@ def build_index(
         raise
     log.info("built index %s: %d passages, %s", out_dir, len(passages), manifest["dense"]["type"])
     return out_dir
+
+
+def _passage_vectors(passages, vectors, model: str, section_prefix: bool, show_progress: bool) -> np.ndarray:
+    if vectors is not None:
+        return vectors
+    texts = [embedding_text(p, section_prefix) for p in passages]
+    return load_encoder(model).encode_passages(texts, show_progress=show_progress)
+
+
+def _build_in_database(url: str, passages, works, corpus_files, vectors, extra, arrays, options: dict) -> str:
+    """The same index in PostgreSQL (index/pg.py): a new collection version, made current in one transaction.
+    Exact search below ann_threshold, HNSW (pgvector, the FAISS graph's M and ef_construction) above."""
+    from index.pg import build_pg_index
+
+    kind = options["dense_type"] or dense_type_for(len(passages), options["ann_threshold"])
+    hnsw = {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": options["ef_search"]}
+    dense = {"type": "exact" if kind == "flat_ip" else "pgvector_hnsw", "metric": "inner_product"}
+    dense |= {"ann_threshold": options["ann_threshold"], "hnsw": None if kind == "flat_ip" else hnsw}
+    model, reuse_from = options["model"], options["reuse_from"]
+    with tempfile.TemporaryDirectory(prefix="qa-encoder-") as tmp:
+        previous = Path(reuse_from) if reuse_from and not is_database(reuse_from) else Path(tmp) / "none"
+        encoder = _write_encoder(Path(tmp), model, options["encoder_backend"], previous)
+        info = _model_info(model, vectors.shape[1], options["section_prefix"])
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        written = (encoder, Path(tmp), _library_versions())
+        build_pg_index(url, passages, works, corpus_files, vectors, info, extra, arrays, dense, *written)
+    return url
 
 
 def _check_inputs(passages: list[Passage], extra: dict, arrays: dict, vectors: np.ndarray | None) -> None:

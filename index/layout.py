@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -139,6 +140,43 @@ def swap_lock(out_dir: Path) -> Iterator[None]:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Held for a whole build, add or remove of the collection whose index is index_dir."""
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger(__name__).info("waiting for another write to %s to finish", index_dir)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def try_writer_lock(index_dir: Path) -> Iterator[bool]:
+    """The writer lock if no writer holds it (yields True), else nothing (yields False); never waits."""
+    try:
+        f = open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a")  # noqa: SIM115 (closed below)
+    except OSError as exc:  # e.g. a read-only deployment: nobody can write, so nothing to finish here
+        logging.getLogger(__name__).warning("cannot take the writer lock of %s: %s", index_dir, exc)
+        yield False
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 

@@ -79,16 +79,17 @@ class Reusable:
         return [i for i, k in enumerate(keys) if k not in self.parses]
 
 
-def load_previous(index_dir: Path, recipe: dict, parser: str) -> Reusable:
-    """The reusable work of the index at `index_dir`, validated like any load; nothing if it is missing,
-    unreadable, or made with another model (one log line says why)."""
-    from index.store import IndexLoadError, SearchIndex
+def load_previous(index_dir: Path | str, recipe: dict, parser: str) -> Reusable:
+    """The reusable work of the index at `index_dir` (a location: index/stores.py), validated like any load;
+    nothing if it is missing, unreadable, or made with another model (one log line says why)."""
+    from index import stores
+    from index.store import IndexLoadError, StoreUnavailable
 
-    if not (Path(index_dir) / "manifest.json").exists():
+    if not stores.exists(index_dir):
         return Reusable()
     try:
-        previous = SearchIndex.load(index_dir)
-    except IndexLoadError as exc:
+        previous = stores.open_index(index_dir)
+    except (IndexLoadError, StoreUnavailable) as exc:
         log.warning("building from scratch: the previous index is unusable: %s", str(exc).split(" (index at")[0])
         return Reusable()
     why_not = _why_not_reusable(previous, recipe)

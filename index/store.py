@@ -38,12 +38,21 @@ class IndexLoadError(Exception):
         super().__init__(f"{problem}{where}. {REBUILD_HINT}")
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached or read right now (a database that went away); the message says which and
+    why. Not the index's fault: nothing to rebuild, retry once the store is back."""
+
+
 class StaleIndexError(IndexLoadError):
     """The index is intact but was built from different corpus files."""
 
 
 class SearchIndex:
-    """A loaded index. Passage positions (0..n-1) are shared by dense and lexical search results."""
+    """A loaded index. Passage positions (0..n-1) are shared by dense and lexical search results.
+
+    What the engine uses of it is the store's surface, which the PostgreSQL store (index/pg.py PgSearchIndex)
+    shares: passages, works, by_id, position, len(), manifest (model, created, corpus_files), extra(key),
+    array(key), passage_vectors(positions), encode_query, dense_search, lexical_search."""
 
     def __init__(self, path: Path, manifest: dict, passages: list[Passage], works: dict[str, Work]) -> None:
         self.path = path

@@ -56,12 +56,12 @@ def sentence_text_spans(p: Passage, raw: str) -> list[tuple[int, int]]:
 
 def build_default_index(
     corpus_dir: Path = CORPUS_DIR,
-    index_dir: Path = Path("var/index"),
+    index_dir: Path | str = Path("var/index"),
     progress: bool = True,
     model=DEFAULT_MODEL,
     reuse: bool = True,
-    reuse_from: Path | None = None,
-) -> Path:
+    reuse_from: Path | str | None = None,
+) -> Path | str:
     """Ingest the corpus, precompute what asking needs (sentence vectors, attributions), build the index.
 
     Vectors and parses of texts that the index at `reuse_from` (default: `index_dir`, the index this one
@@ -73,7 +73,7 @@ def build_default_index(
     _check_parsable(corpus.passages)
     work = _Inputs.of(corpus)
     recipe, parser = vector_recipe(model, section_prefix=True), _parser_version()
-    reuse_from = Path(reuse_from or index_dir)
+    reuse_from = reuse_from or index_dir  # a location: a directory or a store (index/stores.py)
     previous = load_previous(reuse_from, recipe, parser) if reuse else Reusable()
     to_parse = previous.missing_parses(work.parse_keys)
     # spaCy (one core) parses in a second process while this one loads the model and encodes: on the other core

@@ -11,34 +11,21 @@ previous index (which the loader reports as stale, naming them: `qa index build`
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from corpus.collection import manifest_text, with_file_entry, without_file_entry, write_atomically
 from corpus.ingest import FORMATS, MANIFEST_NAME, raw_text
-from index import layout
+from index import layout, stores
 
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    """Held for a whole build, add or remove of the collection whose index is index_dir."""
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another write to %s to finish", index_dir)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def writer_lock(index_dir):
+    """Held for a whole build, add or remove of the collection whose index is at index_dir (a location)."""
+    return stores.writer_lock(index_dir)
 
 
 def build(corpus_dir: Path, index_dir: Path, progress: bool = True) -> Path:
@@ -118,14 +105,15 @@ def _rewrite(corpus_dir: Path, index_dir: Path, changes: dict[str, bytes | None]
     from qa.build import build_default_index
 
     finish_interrupted(index_dir, locked=True)
-    layout.recover(index_dir)  # debris of an earlier write that was killed before its commit
-    staging = layout.sibling(index_dir, "staging")
+    stores.recover(index_dir)  # debris of an earlier write that was killed before its commit
+    staging = stores.staging_dir(index_dir)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         corpus = staging / "corpus"
         shutil.copytree(corpus_dir, corpus, ignore=shutil.ignore_patterns("*.py", "__pycache__", ".*"))
         _apply(corpus, changes)
-        build_default_index(corpus, staging / "index", progress=progress, reuse_from=index_dir)
+        target = stores.staging_target(index_dir, staging)
+        build_default_index(corpus, target, progress=progress, reuse_from=index_dir)
         _record_commit(staging, corpus_dir, changes)
         _commit(staging, index_dir)
     finally:
@@ -152,44 +140,26 @@ def _commit(staging: Path, index_dir: Path) -> None:
     changes: dict[str, bytes | None] = {n: (staging / "changes" / n).read_bytes() for n in record["write"]}
     changes |= dict.fromkeys(record["remove"])
     _apply(Path(record["corpus_dir"]), changes)
-    if (staging / "index").is_dir():  # not yet swapped in
-        layout.swap_in(staging / "index", index_dir)
+    if (staging / "index").is_dir():  # not yet swapped in (a database's build made its version current itself)
+        stores.publish(staging / "index", index_dir)
 
 
 def finish_interrupted(index_dir: Path, locked: bool = False) -> None:
     """Finish the commit of a write that was killed after its commit point (see _rewrite). Without the writer
     lock (`locked`), only if no writer holds it: a live writer finishes it first thing."""
+    if stores.shared(index_dir):
+        return  # a database's version is committed by its own transaction
     pending = [p for p, pid in layout.siblings(index_dir, "staging") if (p / layout.COMMIT_FILE).exists()]
     if not pending:
         return
     with contextlib.ExitStack() as stack:
-        if not locked and not stack.enter_context(_try_writer_lock(index_dir)):
+        if not locked and not stack.enter_context(layout.try_writer_lock(index_dir)):
             return
         for staging, pid in layout.siblings(index_dir, "staging"):
             if (staging / layout.COMMIT_FILE).exists() and not layout.pid_alive(pid):
                 log.warning("finishing the interrupted write of %s (process %d)", index_dir, pid)
                 _commit(staging, index_dir)
                 shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _try_writer_lock(index_dir: Path) -> Iterator[bool]:
-    try:
-        f = open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a")  # noqa: SIM115 (closed below)
-    except OSError as exc:  # e.g. a read-only deployment: nobody can write, so nothing to finish here
-        log.warning("cannot take the writer lock of %s: %s", index_dir, exc)
-        yield False
-        return
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _apply(corpus_dir: Path, changes: dict[str, bytes | None]) -> None:
@@ -227,23 +197,21 @@ def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
     return out
 
 
-def _skipped(index_dir: Path) -> dict[str, str]:
+def _skipped(index_dir) -> dict[str, str]:
     """The files the index's build did not ingest, with the reason (its build report)."""
+    if stores.shared(index_dir):
+        return {}  # (a database store keeps no build report yet)
     try:
-        report = json.loads((index_dir / "skipped.json").read_text(encoding="utf-8"))
+        report = json.loads((Path(index_dir) / "skipped.json").read_text(encoding="utf-8"))
         return {s["file"]: s["reason"] for s in report}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 
-def _indexed(index_dir: Path) -> tuple[dict[str, str], dict[str, list[dict]]]:
+def _indexed(index_dir) -> tuple[dict[str, str], dict[str, list[dict]]]:
     """The corpus files an index was built from (name -> sha256) and its works by file; empty without one."""
-    try:
-        manifest = json.loads((index_dir / layout.MANIFEST_FILE).read_text(encoding="utf-8"))
-        works = json.loads((index_dir / layout.WORKS_FILE).read_text(encoding="utf-8"))
-        by_file: dict[str, list[dict]] = {}
-        for w in works:
-            by_file.setdefault(w["file"], []).append(w)
-        return dict(manifest["corpus_files"]), by_file
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}, {}
+    built_from, works = stores.catalogue(index_dir)
+    by_file: dict[str, list[dict]] = {}
+    for w in works:
+        by_file.setdefault(w["file"], []).append(w)
+    return built_from, by_file

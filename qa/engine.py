@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.ingest import CORPUS_DIR, corpus_files
+from corpus.ingest import CORPUS_DIR
 from corpus.model import Passage, Work
+from index import stores
 from index.store import IndexLoadError, SearchIndex
 from qa import abstain, support, viewpoints
 from qa.citation import make_citation
@@ -75,12 +76,12 @@ class Engine:
         }
 
     @classmethod
-    def load(cls, index_dir: Path, corpus_dir: Path | None = CORPUS_DIR) -> Engine:
+    def load(cls, index_dir: Path | str, corpus_dir: Path | None = CORPUS_DIR) -> Engine:
+        """The engine over the index at `index_dir`: a location, a directory or a store (index/stores.py)."""
         from qa.collection import finish_interrupted
 
         finish_interrupted(index_dir)  # an add or remove killed after its commit point is finished first
-        expected = corpus_files(corpus_dir) if corpus_dir else None
-        index = SearchIndex.load(index_dir, expected_files=expected, corpus_dir=corpus_dir)
+        index = stores.open_index(index_dir, corpus_dir)
         engine = cls(index)
         index.encode_query("warm up")  # load the model now, not on the first question
         return engine

@@ -1,0 +1,148 @@
+"""The PostgreSQL store at scale, beside the embedded files: a synthetic collection built from the demo's vectors.
+
+    python bench/pg_scale.py --index DIR --store postgresql://... [--size 100000] [--queries 300] [--json out.json]
+
+DIR is a built demo index (its vectors, passages and query encoder). The synthetic collection has --size
+passages: the demo passages' texts repeated (so BM25 has real words) with vectors from bench/scale.py's
+synthesize (real vectors mixed and perturbed: the corpus's geometry, not uniform noise). Both stores are built by
+index.build.build_index, the code `qa index build` uses, as HNSW (M 32, ef_construction 200, ef_search 128):
+files (FAISS + bm25s) in a temporary directory, and a new version in the database.
+
+Reported: build time and load rate (passages/s), size on disk (the index directory; the version's tables and
+indexes in the database), single-query latency p50/p99 of dense search, of lexical search, and of one ask's
+retrieval (dense 60 + lexical 60 + the vectors of 120 candidates), and dense recall@10 against exact search.
+Queries: the dev questions encoded by the demo's query encoder, then perturbed passage vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+K = 10
+POOL = 60  # qa/engine.py POOL: candidates from each retriever
+
+
+def synthetic_collection(index, size: int, seed: int):
+    from scale import synthesize
+
+    base = index.passage_vectors(np.arange(len(index)))
+    vectors = synthesize(base, size, seed)
+    passages = [replace(index.passages[i % len(index)], id=f"s{i:07d}") for i in range(size)]
+    return passages, list(index.works.values()), vectors
+
+
+def dev_questions() -> list[str]:
+    dev = ROOT.parent / "shared" / "eval" / "dev.jsonl"
+    return [json.loads(x)["question"] for x in dev.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def query_vectors(index, vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
+    from scale import synthesize
+
+    real = index.encoder.encode_queries(dev_questions())
+    extra = synthesize(vectors[:50_000], max(0, count - len(real)), seed + 1, noise=0.8)
+    return np.ascontiguousarray(np.vstack([real, extra])[:count], dtype=np.float32)
+
+
+def build(location, passages, works, vectors) -> float:
+    from index.build import build_index
+
+    t0 = time.perf_counter()
+    build_index(passages, works, {}, location, passage_vectors=vectors, dense_type="hnsw_flat",
+                encoder_backend="torch", show_progress=False)  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def percentiles(times: list[float]) -> dict:
+    ms = np.array(times) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def measure(index, queries: np.ndarray, questions: list[str], exact: np.ndarray) -> dict:
+    dense, lexical, ask, found = [], [], [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        _, pos = index.dense_search(q, K)
+        dense.append(time.perf_counter() - t0)
+        found.append(pos[0])
+    for i, question in enumerate(questions):
+        t0 = time.perf_counter()
+        index.lexical_search(question, POOL)
+        lexical.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        _, d = index.dense_search(queries[i], POOL)
+        _, lpos = index.lexical_search(question, POOL)
+        index.passage_vectors(sorted(set(d[0].tolist()) | set(lpos.tolist())))
+        ask.append(time.perf_counter() - t0)
+    recall = np.mean([len(set(f) & set(e)) / K for f, e in zip(found, exact, strict=True)])
+    out = {"dense": percentiles(dense), "lexical": percentiles(lexical), "retrieval": percentiles(ask)}
+    return out | {"recall@10": round(float(recall), 4)}
+
+
+def database_size(url: str, version: int) -> int:
+    import psycopg
+
+    from index import pg_schema as schema
+
+    tables = [f(version) for f in (schema.passages_table, schema.terms_table, schema.postings_table)]
+    with psycopg.connect(url) as conn:
+        size = sum(conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0] for t in tables)
+        rows = "SELECT coalesce(sum(pg_column_size({})), 0) FROM {} WHERE version = %s"
+        for column, table in (("data", "arrays"), ("value", "extras"), ("data", "blobs")):
+            size += conn.execute(rows.format(column, table), (version,)).fetchone()[0]
+    return size
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index", type=Path, required=True, help="a built demo index directory")
+    ap.add_argument("--store", required=True, help="postgresql://... (a new collection version is written there)")
+    ap.add_argument("--size", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    from index.stores import open_index
+
+    demo = open_index(args.index)
+    passages, works, vectors = synthetic_collection(demo, args.size, seed=7)
+    queries = query_vectors(demo, vectors, args.queries, seed=7)
+    questions = (dev_questions() * 10)[: args.queries]
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :K]
+    work = Path(tempfile.mkdtemp(prefix="qa-pg-scale-"))
+    result = {"size": args.size, "queries": args.queries}
+    try:
+        for name, location in (("files", work / "index"), ("postgresql", args.store)):
+            seconds = build(location, passages, works, vectors)
+            index = open_index(location)
+            index._query_cache_size = 0
+            size = database_size(args.store, index.version) if name == "postgresql" else du(work / "index")
+            figures = {"build_s": round(seconds, 1), "passages_per_s": round(args.size / seconds), "bytes": size}
+            result[name] = figures | measure(index, queries, questions, exact)
+            print(name, json.dumps(result[name]), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
