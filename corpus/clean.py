@@ -56,7 +56,8 @@ HEADING_MARK = "\ue000"  # starts a heading line in cleaned text; never part of 
 NOTE_SUP = re.compile(r"<sup>\s*\d{1,3}\s*</sup>")  # a footnote reference: marker and number both go
 HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
 MD_EMPHASIS = re.compile(r"(?<![\w*])\*{1,3}(?=[^\s*])|(?<=[^\s*])\*{1,3}(?![\w*])")
-MD_LINK = re.compile(r"!?\[([^\[\]\n]{1,200})\]\([^()\s]{1,500}\)")
+# A link's target looks like one (a path, a domain, a scheme, an anchor): "[M + K](+)" in a formula is not.
+MD_LINK = re.compile(r"!?\[([^\[\]\n]{1,200})\]\((?=[^()\s]*[/.:#])[^()\s]{1,500}\)")
 SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+(?=[,.;:!?)\]’”])|(?<=[(\[“‘])[ \t]+")
 SPACES = re.compile(r"[ \t\u00a0\u2009\u202f]{2,}|[\t\u00a0\u2009\u202f]")  # only what folding changes
 
