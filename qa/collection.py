@@ -2,10 +2,11 @@
 
 Every write (`qa index build`, add, remove) holds the collection's writer lock from start to end: a second
 writer waits for the first, so two adds at once both land. An add or a remove builds the new index from a
-staging copy of the corpus next to the index; then the changed files take their places in the corpus, and
-only then is the new index swapped in. So a server never sees an index whose files are not yet in the
-corpus, and a write killed at any moment leaves either the collection as it was, or the new files with the
-previous index (which the loader reports as stale, naming them: `qa index build` finishes the job).
+staging copy of the corpus next to the index, then records its changes there (the commit point), then puts
+the changed files in place, and only then swaps the new index in. So a server never sees an index whose files
+are not yet in the corpus; a write killed before its commit point leaves the collection as it was, and one
+killed after it is finished by the next writer or loader (finish_interrupted): the old collection or the new
+one, whole. (On a database store the build's own transaction makes the new version current: see index/pg.py.)
 """
 
 from __future__ import annotations
