@@ -202,8 +202,9 @@ def test_an_add_killed_at_any_moment_leaves_the_old_collection_or_the_new_one_wh
     assert (doc.name in indexed) == (corpus / doc.name).exists()
     if moment in ("committed", "file in place", "swapped"):
         assert doc.name in indexed
-    if moment in ("copying", "built"):
+    if moment == "copying":
         assert doc.name not in indexed
+    # ("built": the commit point is milliseconds later, so a kill seen there may land on either side of it.)
     assert not layout.siblings(index, "staging") and not layout.siblings(index, "tmp")
 
 
