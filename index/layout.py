@@ -133,52 +133,57 @@ def siblings(out_dir: Path, kind: str) -> list[tuple[Path, int]]:
 
 
 @contextlib.contextmanager
+def _flock(path: Path, wait: bool = True, waiting: str = "") -> Iterator[bool]:
+    """An exclusive lock on the file `path` for the block: yields True once held. If another process holds it,
+    waits (saying `waiting` first, if given), or without `wait` yields False at once."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                yield False
+                return
+            if waiting:
+                logging.getLogger(__name__).info(waiting)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def swap_lock(out_dir: Path) -> Iterator[None]:
     """Serialise swaps and recovery between processes (held for milliseconds, not the build)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.with_name(f"{out_dir.name}.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with _flock(out_dir.with_name(f"{out_dir.name}.lock")):
+        yield
+
+
+def _writer_lock_file(index_dir: Path) -> Path:
+    return index_dir.with_name(f"{index_dir.name}.write-lock")
 
 
 @contextlib.contextmanager
 def writer_lock(index_dir: Path) -> Iterator[None]:
     """Held for a whole build, add or remove of the collection whose index is index_dir."""
     index_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logging.getLogger(__name__).info("waiting for another write to %s to finish", index_dir)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with _flock(_writer_lock_file(index_dir), waiting=f"waiting for another write to {index_dir} to finish"):
+        yield
 
 
 @contextlib.contextmanager
 def try_writer_lock(index_dir: Path) -> Iterator[bool]:
     """The writer lock if no writer holds it (yields True), else nothing (yields False); never waits."""
+    path = _writer_lock_file(index_dir)
     try:
-        f = open(index_dir.with_name(f"{index_dir.name}.write-lock"), "a")  # noqa: SIM115 (closed below)
-    except OSError as exc:  # e.g. a read-only deployment: nobody can write, so nothing to finish here
+        open(path, "a").close()  # noqa: SIM115 (only: may this process write here at all?)
+    except OSError as exc:  # e.g. a read-only deployment: nobody can write, so there is nothing to finish
         logging.getLogger(__name__).warning("cannot take the writer lock of %s: %s", index_dir, exc)
         yield False
         return
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with _flock(path, wait=False) as held:
+        yield held
 
 
 def pid_alive(pid: int) -> bool:
