@@ -86,8 +86,8 @@ class EngineSlot:
     def corpus_on_disk(self) -> tuple:
         """Changes whenever a corpus file is added, removed or rewritten (names, sizes, mtimes)."""
         try:
-            entries = sorted(os.scandir(self.corpus_dir), key=lambda e: e.name)
-            return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+            files = sorted((e.name, e.stat()) for e in os.scandir(self.corpus_dir) if e.is_file())
+            return tuple((name, st.st_size, st.st_mtime_ns) for name, st in files)
         except OSError:
             return ()
 

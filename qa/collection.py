@@ -150,17 +150,20 @@ def finish_interrupted(index_dir: Path, locked: bool = False) -> None:
     lock (`locked`), only if no writer holds it: a live writer finishes it first thing."""
     if stores.shared(index_dir):
         return  # a database's version is committed by its own transaction
-    pending = [p for p, pid in layout.siblings(index_dir, "staging") if (p / layout.COMMIT_FILE).exists()]
+    pending = [
+        (staging, pid)
+        for staging, pid in layout.siblings(index_dir, "staging")
+        if (staging / layout.COMMIT_FILE).exists() and not layout.pid_alive(pid)
+    ]
     if not pending:
         return
     with contextlib.ExitStack() as stack:
         if not locked and not stack.enter_context(layout.try_writer_lock(index_dir)):
             return
-        for staging, pid in layout.siblings(index_dir, "staging"):
-            if (staging / layout.COMMIT_FILE).exists() and not layout.pid_alive(pid):
-                log.warning("finishing the interrupted write of %s (process %d)", index_dir, pid)
-                _commit(staging, index_dir)
-                shutil.rmtree(staging, ignore_errors=True)
+        for staging, pid in pending:
+            log.warning("finishing the interrupted write of %s (process %d)", index_dir, pid)
+            _commit(staging, index_dir)
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _apply(corpus_dir: Path, changes: dict[str, bytes | None]) -> None:
