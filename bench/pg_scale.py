@@ -12,6 +12,12 @@ Reported: build time and load rate (passages/s), size on disk (the index directo
 indexes in the database), single-query latency p50/p99 of dense search, of lexical search, and of one ask's
 retrieval (dense 60 + lexical 60 + the vectors of 120 candidates), and dense recall@10 against exact search.
 Queries: the dev questions encoded by the demo's query encoder, then perturbed passage vectors.
+
+Replicas (--replicas 1 2): for each count R, R processes each open the database's current version as a
+replica does (PgSearchIndex.open: the passages and metadata into memory; its time is reported) and then run one
+ask's retrieval in a loop for --duration seconds, all at once; throughput is the retrievals per second of all
+of them together. The models' work of an ask (encoding the question, re-ranking) is not in it: that is the same
+per replica for both stores (bench/load.py measures whole asks over HTTP).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +64,17 @@ def query_vectors(index, vectors: np.ndarray, count: int, seed: int) -> np.ndarr
     return np.ascontiguousarray(np.vstack([real, extra])[:count], dtype=np.float32)
 
 
+def exact_top(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """The exact top K by inner product, a few queries at a time (1M x 384 scores fit, a full sort would not)."""
+    out = []
+    for a in range(0, len(queries), 32):
+        sims = queries[a : a + 32] @ vectors.T
+        top = np.argpartition(-sims, K, axis=1)[:, :K]
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+        out.append(np.take_along_axis(top, order, axis=1))
+    return np.vstack(out)
+
+
 def build(location, passages, works, vectors) -> float:
     from index.build import build_index
 
@@ -92,6 +110,56 @@ def measure(index, queries: np.ndarray, questions: list[str], exact: np.ndarray)
     return out | {"recall@10": round(float(recall), 4)}
 
 
+def retrieval(index, query: np.ndarray, question: str) -> None:
+    _, d = index.dense_search(query, POOL)
+    _, lpos = index.lexical_search(question, POOL)
+    index.passage_vectors(sorted(set(d[0].tolist()) | set(lpos.tolist())))
+
+
+def replica(args) -> int:
+    """One replica process (--replica DIR): open the current version, say it is ready, wait for the start, loop."""
+    import os
+
+    from index.stores import open_index
+
+    t0 = time.perf_counter()
+    index = open_index(args.store)
+    index._query_cache_size = 0
+    loaded = time.perf_counter() - t0
+    queries = np.load(args.replica / "queries.npy")
+    questions = json.loads((args.replica / "questions.json").read_text())
+    (args.replica / f"ready-{os.getpid()}").touch()
+    while not (args.replica / "start").exists():
+        time.sleep(0.05)
+    done, end = 0, time.time() + args.duration
+    while time.time() < end:
+        retrieval(index, queries[done % len(queries)], questions[done % len(questions)])
+        done += 1
+    print(json.dumps({"load_s": round(loaded, 1), "retrievals": done}), flush=True)
+    return 0
+
+
+def throughput(store: str, queries: np.ndarray, questions: list[str], replicas: int, duration: float) -> dict:
+    """R replica processes at once against one database: retrievals per second in all, and each one's load time.
+    The loops start together, once every replica has loaded."""
+    work = Path(tempfile.mkdtemp(prefix="qa-pg-replicas-"))
+    try:
+        np.save(work / "queries.npy", queries)
+        (work / "questions.json").write_text(json.dumps(questions))
+        cmd = [sys.executable, __file__, "--store", store, "--replica", str(work), "--duration", str(duration)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(replicas)]
+        while len(list(work.glob("ready-*"))) < replicas:
+            if any(proc.poll() not in (None, 0) for proc in procs):
+                raise RuntimeError("a replica failed to start")
+            time.sleep(0.1)
+        (work / "start").touch()
+        outs = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    total = sum(o["retrievals"] for o in outs)
+    return {"replicas": replicas, "retrievals_per_s": round(total / duration, 1), "load_s": [o["load_s"] for o in outs]}
+
+
 def database_size(url: str, version: int) -> int:
     import psycopg
 
@@ -108,23 +176,33 @@ def database_size(url: str, version: int) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--index", type=Path, required=True, help="a built demo index directory")
+    ap.add_argument("--index", type=Path, help="a built demo index directory")
     ap.add_argument("--store", required=True, help="postgresql://... (a new collection version is written there)")
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--stores", default="files,postgresql", help="which stores to build and measure")
+    ap.add_argument("--replicas", type=int, nargs="*", default=[], help="replica counts to measure throughput with")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of each throughput run")
+    ap.add_argument("--replica", type=Path, help=argparse.SUPPRESS)  # internal: run as one replica process
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.replica:
+        return replica(args)
+    if not args.index:
+        ap.error("--index is required")
     from index.stores import open_index
 
     demo = open_index(args.index)
     passages, works, vectors = synthetic_collection(demo, args.size, seed=7)
     queries = query_vectors(demo, vectors, args.queries, seed=7)
     questions = (dev_questions() * 10)[: args.queries]
-    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :K]
+    exact = exact_top(queries, vectors)
     work = Path(tempfile.mkdtemp(prefix="qa-pg-scale-"))
     result = {"size": args.size, "queries": args.queries}
     try:
         for name, location in (("files", work / "index"), ("postgresql", args.store)):
+            if name not in args.stores.split(","):
+                continue
             seconds = build(location, passages, works, vectors)
             index = open_index(location)
             index._query_cache_size = 0
@@ -132,6 +210,11 @@ def main() -> int:
             figures = {"build_s": round(seconds, 1), "passages_per_s": round(args.size / seconds), "bytes": size}
             result[name] = figures | measure(index, queries, questions, exact)
             print(name, json.dumps(result[name]), file=sys.stderr, flush=True)
+            del index
+        del passages, vectors
+        for count in args.replicas:
+            result.setdefault("throughput", []).append(throughput(args.store, queries, questions, count, args.duration))
+            print(json.dumps(result["throughput"][-1]), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=1))

@@ -42,7 +42,9 @@ HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search: a larger
 KEEP_VERSIONS = 3  # versions kept after a build: replicas still serving an older one (they poll) can finish
 ARRAY_CHUNK_BYTES = 64 << 20  # bytea rows of an array: well under PostgreSQL's 1 GB value limit
 BUILD_LOCK_KEY = 0x7161_5F62_7569_6C64  # pg_advisory lock id ("qa_build"): one writer per database
-MAINTENANCE_WORK_MEM = "1GB"  # pgvector builds the HNSW graph in memory: 100k x 384-d fits (bench/pg_scale.py)
+# pgvector builds the HNSW graph in maintenance_work_mem and slows down several times once it spills: a build asks
+# for the graph's size (each row's vector + 2M neighbour links + element overhead), within these bounds.
+MAINTENANCE_WORK_MEM_MB = (64, 8192)  # the upper bound: a third of a 24 GiB database host
 COPY_BATCH = 10_000  # rows a COPY writes between progress log lines
 PREFIXES = ("postgresql://", "postgres://")
 
@@ -443,6 +445,15 @@ def build_pg_index(
     return version
 
 
+def hnsw_build_memory_mb(rows: int, dim: int, dense: dict) -> int:
+    """maintenance_work_mem for building the HNSW graph of `rows` vectors in memory (pgvector's element: the
+    vector, 2M neighbour links of 8 bytes on layer 0 and a few on the layers above, ~200 bytes of overhead)."""
+    m = int((dense.get("hnsw") or {}).get("M", 16))
+    need = rows * (4 * dim + 20 * m + 200) * 1.25 / 2**20
+    low, high = MAINTENANCE_WORK_MEM_MB
+    return int(min(high, max(low, need)))
+
+
 def _json(value):
     from psycopg.types.json import Jsonb
 
@@ -467,7 +478,8 @@ def _write_version(conn, db, passages, works, vectors, extra, arrays, dense, bm2
             [(version, key, _json(value)) for key, value in extra.items()],
         )
     _write_arrays(conn, version, arrays)
-    conn.execute(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+    memory_mb = hnsw_build_memory_mb(len(passages), vectors.shape[1], dense)
+    conn.execute(f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'")
     conn.execute(schema.version_indexes_ddl(version, dense.get("hnsw")))
     conn.execute(f"ANALYZE {schema.passages_table(version)}")
     conn.execute(f"ANALYZE {schema.postings_table(version)}")
