@@ -1,6 +1,7 @@
 """Asking, end to end on the real index: ranking, highlights, copies, viewpoints, filters and abstention.
 
-The questions here are our own, not the dev set's.
+The questions here are our own, not the dev set's. Every test runs on both stores: the embedded files and a real
+PostgreSQL (tests/_pg_support.py), since nothing above index/ may know which one it talks to.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ WORD = re.compile(r"\w+")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.load(built_index())
+@pytest.fixture(scope="module", params=["files", "postgresql"])
+def engine(request) -> Engine:
+    if request.param == "files":
+        return Engine.load(built_index())
+    return Engine.load(request.getfixturevalue("demo_pg_url"), None)
 
 
 def ask(engine: Engine, question: str, **kw):

