@@ -2,11 +2,16 @@
 
     python bench/load.py --index DIR [--workers 1 2] [--connections 4 16] [--duration 20]
     python bench/load.py --index DIR --soak 600 [--workers 1] [--connections 16]     # 10-minute soak
+    python bench/load.py --index DIR --store postgresql://... --replicas 1 2 [--connections 16]
 
 Starts `qa serve --workers N` on a free loopback port (127.0.0.1 only), waits for /readyz, and runs
 `wrk -t2 -cC -dD --latency -s bench/ask.lua` (POSTs every dev question in turn). wrk runs on the same
 2 cores as the server, so the figures are a lower bound for a server with the machine to itself.
 The query-vector cache is off (QA_QUERY_CACHE=0, every request encodes its question) unless --cache.
+
+Replicas (--store URL --replicas 1 2): R `qa serve` processes (one worker each) on R ports answer from one
+PostgreSQL store, and R wrk runs at once send each its share of the connections, as a round-robin load balancer
+would; throughput is the sum. The database server runs on the same 2 cores.
 
 Soak: one wrk run for --soak seconds; every 10 s the VmRSS of the server's processes (the serving
 process and its worker children) is read from /proc/PID/status. Reports errors and RSS after warm-up
@@ -16,6 +21,8 @@ process and its worker children) is read from /proc/PID/status. Reports errors a
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -100,6 +107,30 @@ def throughput(args, bodies: Path) -> list[list]:
     return rows
 
 
+def replicas(args, bodies: Path) -> list[list]:
+    """R replicas of `qa serve` against one database, each sent its share of the connections at once."""
+    rows = []
+    env = {"QA_LOG_LEVEL": "warning", "QA_STORE": args.store} | ({} if args.cache else {"QA_QUERY_CACHE": "0"})
+    for count in args.replicas:
+        with contextlib.ExitStack() as stack:
+            servers = [stack.enter_context(server(args.index, workers=1, env=env)) for _ in range(count)]
+            for c in args.connections:
+                share = max(1, c // count)
+                ports = [port for port, _ in servers]
+                with concurrent.futures.ThreadPoolExecutor(count) as pool:
+                    list(pool.map(run_wrk, ports, [share] * count, [5] * count, [bodies] * count, [1] * count))
+                    runs = list(pool.map(run_wrk, ports, [share] * count, [args.duration] * count, [bodies] * count,
+                                         [1] * count))  # fmt: skip
+                rps = sum(r["rps"] for r in runs)
+                worst = {k: max(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "max_ms")}
+                errors = sum(r["errors"] for r in runs)
+                rows.append([count, share * count, sum(r["requests"] for r in runs), rps, worst["p50_ms"],
+                             worst["p99_ms"], worst["max_ms"], errors])  # fmt: skip
+                print(f"  replicas={count} c={share * count}: {rps:.1f} req/s (p50 {worst['p50_ms']:.1f} ms, "
+                      f"p99 {worst['p99_ms']:.1f} ms of the slowest) errors {errors}", flush=True)  # fmt: skip
+    return rows
+
+
 def soak(args, bodies: Path) -> int:
     workers = args.workers[0]
     env = {"QA_LOG_LEVEL": "warning"} | ({} if args.cache else {"QA_QUERY_CACHE": "0"})
@@ -142,14 +173,25 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=20, help="seconds per wrk run (bounded)")
     ap.add_argument("--soak", type=int, help="run one soak of this many seconds instead")
     ap.add_argument("--cache", action="store_true", help="leave the query-vector cache on")
+    ap.add_argument("--store", help="postgresql://... : the replicas' shared store (with --replicas)")
+    ap.add_argument("--replicas", type=int, nargs="+", help="replica counts to measure against --store")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.replicas and not args.store:
+        ap.error("--replicas needs --store postgresql://...")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     bodies = bodies_file(args.questions)
     try:
         print(f"# load  {machine()}  cache={'on' if args.cache else 'off'}")
         if args.soak:
             return soak(args, bodies)
+        if args.replicas:
+            rows = replicas(args, bodies)
+            header = ["replicas", "connections", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors"]
+            print("\n" + table(rows, header))
+            if args.json:
+                args.json.write_text(json.dumps({"machine": machine(), "replicas": rows}, indent=1))
+            return 0
         rows = throughput(args, bodies)
         print()
         header = ["workers", "connections", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"]
