@@ -10,7 +10,9 @@ The labelled set, bench/holders_labelled.jsonl: one record a sentence, {"id", "c
 Sentences are drawn (seed 13) from the passages' sentences of two collections: the demo texts (corpus/) and the
 SQuAD 2.0 Wikipedia articles (../shared/eval/external/squad2/corpus). Per collection, half of the draw has a
 reporting cue (a word such as said/argued/according to/believed/criticized, stratum "cue") and half names a
-PERSON, ORG, GPE or NORP (spaCy's NER) with no such cue (stratum "mention": tests precision). Sentences of 6 to
+PERSON, ORG, GPE or NORP (spaCy's NER) with no such cue (stratum "mention": tests precision); then 20 more
+sentences with a cue and a GPE, ORG or NORP name (stratum "cue-ent": places and organisations beside reporting
+verbs, where they are most often misread as holders). 100 sentences per collection. Sentences of 6 to
 80 words; exact duplicates (the demo's abridged copy of the Wikipedia article) are drawn once. Each collection's
 draw is split in halves by alternation within its stratum: "dev" (the rules were developed on its errors) and
 "test" (held out: read only in the final figures).
@@ -111,6 +113,15 @@ def sample(out: Path) -> None:
             if len(mention) == PER_STRATUM:
                 break
         strata = {"cue": rng.sample(cue, PER_STRATUM), "mention": mention}
+        # a reporting cue beside a GPE/ORG/NORP name: where places and organisations are most often misread as holders
+        left = [s for s in cue if s not in strata["cue"]]
+        rng.shuffle(left)
+        strata["cue-ent"] = []
+        for s, doc in zip(left, nlp.pipe((s[3] for s in left), disable=["parser"]), strict=False):
+            if any(e.label_ in ("ORG", "GPE", "NORP") for e in doc.ents):
+                strata["cue-ent"].append(s)
+            if len(strata["cue-ent"]) == PER_STRATUM // 2:
+                break
         for stratum, chosen in strata.items():
             for i, (file, a, b, text) in enumerate(sorted(chosen)):
                 split = "dev" if i % 2 == 0 else "test"
