@@ -75,8 +75,24 @@ STANCE_VERBS = {
     "condemn", "accuse", "attack", "praise", "challenge", "refute", "repudiate", "castigate",
     "cite", "oppose", "disagree", "object", "hail", "credit", "endorse", "advocate", "champion",
     "negate", "vilify", "decry", "dismiss", "rebut", "contest", "applaud", "extol", "laud",
-    "malign", "polemicize", "polemicise",
+    "malign", "polemicize", "polemicise", "highlight", "underline", "underscore", "renounce", "protest",
 }
+# Verbs whose object carries a view: "X expressed its opposition", "Y voiced concern".
+EXPRESS_VERBS = {"express", "voice", "reiterate", "state"}
+# Nouns that make "express"/"voice" a view: X expressed [its opposition | reservations | support].
+STANCE_NOUNS = {
+    "view", "views", "opinion", "concern", "reservation", "opposition", "support", "doubt", "belief",
+    "hope", "fear", "regret", "skepticism", "scepticism", "disapproval", "approval", "objection",
+    "criticism", "position", "preference", "sympathy", "admiration", "disagreement", "agreement",
+    "confidence", "dissatisfaction", "satisfaction", "outrage", "alarm", "intention", "wish",
+}
+# Verbs of commitment: "agreed to give", "proposed to build" report an undertaking, not a view; with a
+# that-clause ("agreed that…") they still report one.
+COMMIT_VERBS = {"agree", "propose", "promise", "threaten", "offer", "vow", "pledge", "undertake", "refuse"}
+# Naming verbs: "a river called the Seerhein", "the British called it Cowford" name, they do not judge.
+NAMING_VERBS = {"call", "name", "term", "dub", "label", "style", "nickname"}
+# Verbs with a physical sense: "Japan attacked Pearl Harbor" is an act when the object is a place.
+PHYSICAL_STANCE = {"attack", "challenge", "contest", "hail"}
 VIEW_NOUNS = {
     "view", "opinion", "word", "words", "assessment", "estimation", "estimate", "judgment",
     "judgement", "account", "analysis", "interpretation", "mind", "eyes", "reading", "telling",
@@ -98,6 +114,16 @@ GROUP_NOUNS = {
     "report", "study", "source", "associate", "colleague", "contemporary", "adviser", "advisor",
     "aide", "ally", "successor", "insider", "eyewitness", "participant",
 }
+# Heads that name a holder only with a modifier that names it ("the Soviet people", "the Communist Party",
+# "the leadership of the CPSU"); bare or vaguely modified ("people", "the same people", "the party") they do not.
+NEEDS_NAMING = {
+    "people", "person", "man", "woman", "men", "women", "party", "government", "committee", "leadership",
+    "opposition", "congress", "international", "regime", "administration", "press", "conference", "movement",
+    "organization", "organisation", "school", "camp", "faction", "left", "right", "bureaucracy", "state",
+    "country", "nation", "public",
+}
+# Plural heads that name polities holding a view ("member states have expressed reservations").
+POLITY_PLURALS = {"states", "countries", "nations", "governments"}
 # Plurals in -ists/-ians that do not name people.
 NOT_GROUPS = {"list", "lists", "exist", "wrist", "wrists", "twist", "twists", "mist", "mists", "fist",
               "fists", "assist", "assists", "checklists", "playlists", "blacklists", "shortlists"}
@@ -168,7 +194,7 @@ def _clean(text: str) -> tuple[str, list[int]]:
 def _is_group_word(tok) -> bool:
     low = tok.lower_
     lem = tok.lemma_.lower()
-    if lem in GROUP_NOUNS or low in GROUP_NOUNS:
+    if lem in GROUP_NOUNS or low in GROUP_NOUNS or low in POLITY_PLURALS:
         return True
     if lem in NOT_GROUPS or low in NOT_GROUPS:
         return False
@@ -306,6 +332,8 @@ def _mention(tok, verb=None, depth=0):
         if _is_group_word(tok):
             out = []
             members = _members(tok)
+            if _needs_naming(tok) and not _named_by_modifier(tok):  # "people", "the same people", "the party"
+                return [("name", _name_tokens(m)) for m in members]
             # a singular descriptor ("historian", "leader") is not a holder by itself
             if tok.tag_ in ("NNS", "NNPS") or tok.lemma_.lower() in (
                 "party",
@@ -324,6 +352,36 @@ def _mention(tok, verb=None, depth=0):
             out.extend(("name", _name_tokens(m)) for m in members)
             return out
     return []
+
+
+def _needs_naming(tok) -> bool:
+    """A head that is a holder only with a modifier naming it: "people", "party", "government"."""
+    return tok.lower_ in NEEDS_NAMING or (tok.tag_ in ("NN", "NNP") and tok.lemma_.lower() in NEEDS_NAMING)
+
+
+def _names(t) -> bool:
+    return t.pos_ == "PROPN" or t.ent_type_ in ("NORP", "GPE", "ORG", "PERSON") or (t.is_title and t.i > t.sent.start)
+
+
+def _named_by_modifier(tok) -> bool:
+    """Whether a modifier names the group: "the Soviet people", "the Communist Party", "Stalin's regime",
+    "the people of China", "the leadership of the CPSU" (not "the same people", "his party")."""
+    for child in tok.lefts:
+        if child.dep_ in ("amod", "compound", "nmod", "poss") and any(_names(t) for t in child.subtree):
+            return True
+    for child in tok.rights:
+        if child.dep_ == "prep" and child.lower_ == "of":
+            if any(p.dep_ == "pobj" and _names(p) for p in child.children):
+                return True
+    return False
+
+
+def _place_object(verb) -> bool:
+    """ "attacked Pearl Harbor", "attacked the Dutch Republic": the object is a place, the verb an act."""
+    for child in verb.children:
+        if child.dep_ in ("dobj", "pobj") and child.ent_type_ in ("GPE", "LOC", "FAC", "ORG", "NORP"):
+            return True
+    return False
 
 
 def _subjects(verb, depth=0):
@@ -374,14 +432,25 @@ def _verb_class(tok):
         return "stance"
     if any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_OBJECTS.get(lem, ()) for c in tok.children):
         return "stance"
+    if lem in EXPRESS_VERBS and any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_NOUNS for c in tok.children):
+        return "stance"  # "X expressed its opposition", "Y voiced concern"
+    if lem in PHYSICAL_STANCE and _place_object(tok):
+        return None
     if lem in SAY_VERBS:
         return "say"
     return None
 
 
 def _has_view_complement(verb) -> bool:
-    if verb.lemma_.lower() in NARROW_SAY_VERBS:
-        return _sees_as_or_that(verb)
+    lem = verb.lemma_.lower()
+    if lem in NARROW_SAY_VERBS:
+        return _sees_as_or_that(verb) or _as_frame(verb)
+    if lem in COMMIT_VERBS and any(c.dep_ == "xcomp" for c in verb.children):
+        # "Ford agreed to give technical assistance": an undertaking; "agreed that…" stays a view
+        if not any(c.dep_ == "ccomp" for c in verb.children):
+            return False
+    if lem in NAMING_VERBS and any(c.dep_ == "oprd" and c.pos_ == "PROPN" for c in verb.children):
+        return False  # "…, called the Seerhein": a name given, not a judgement ("called him a traitor" is one)
     doc = verb.doc
     for child in verb.children:
         if child.dep_ in ("ccomp", "xcomp", "parataxis", "oprd"):
@@ -421,6 +490,12 @@ def _has_view_complement(verb) -> bool:
 
 
 COMPLEMENTIZERS = {"that", "whether", "how", "why", "what", "if"}
+
+
+def _as_frame(verb) -> bool:
+    """ "Socialism, as Stalin saw, is…": a reporting "as"-clause with no object of its own."""
+    kids = list(verb.children)
+    return any(c.dep_ == "mark" and c.lower_ == "as" for c in kids) and not any(c.dep_ == "dobj" for c in kids)
 
 
 def _sees_as_or_that(verb) -> bool:
