@@ -259,7 +259,8 @@ def main() -> None:
             "fp": int(arrays[1].sum()),
             "fn": int(arrays[2].sum()),
         }
-        table[name] |= {k: {"mean": v, "lo": lo, "hi": hi} for k, v, (lo, hi) in zip(("P", "R", "F1"), point, ci)}
+        for k, v, (lo, hi) in zip(("P", "R", "F1"), point, ci, strict=True):
+            table[name][k] = {"mean": v, "lo": lo, "hi": hi}
     macro = {k: float(np.mean([t[k]["mean"] for t in table.values()])) for k in ("P", "R", "F1")}
     print(f"holders on {args.labelled.name} (split: {args.split})\n")
     print("| collection | sentences | gold | tp | fp | fn | precision | recall | F1 |")

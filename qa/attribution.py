@@ -273,12 +273,15 @@ def _group_tokens(tok):
     for child in tok.rights:
         if child.dep_ == "prep" and child.lower_ == "of":
             sub = list(child.subtree)
-            if not any(t.is_punct for t in sub) and len(sub) <= 8:
+            names = all(t.is_punct or t.pos_ in ("PROPN", "DET", "CCONJ", "ADP") for t in sub[1:])
+            if (names or not any(t.is_punct for t in sub)) and len(sub) <= (12 if names else 8):
                 keep.update(t.i for t in sub)
     lo, hi = min(keep), max(keep)
     toks = list(tok.doc[lo : hi + 1])
     while toks and (toks[0].lower_ in ("the", "a", "an") or toks[0].is_punct):
         toks = toks[1:]
+    while toks and (toks[-1].is_punct or toks[-1].pos_ == "CCONJ"):
+        toks = toks[:-1]
     return _attach_hyphenated(toks) if toks else [tok]
 
 
@@ -428,14 +431,14 @@ def _verb_class(tok):
         if any(c.dep_ == "prt" and c.lower_ == PHRASAL[lem] for c in tok.children):
             return "say"
         return None
+    if lem in PHYSICAL_STANCE and _place_object(tok):
+        return None
     if lem in STANCE_VERBS:
         return "stance"
     if any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_OBJECTS.get(lem, ()) for c in tok.children):
         return "stance"
     if lem in EXPRESS_VERBS and any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_NOUNS for c in tok.children):
         return "stance"  # "X expressed its opposition", "Y voiced concern"
-    if lem in PHYSICAL_STANCE and _place_object(tok):
-        return None
     if lem in SAY_VERBS:
         return "say"
     return None
@@ -681,16 +684,27 @@ def _same_holder(a: str, b: str) -> bool:
 
 
 def _person_antecedents(doc, before_char: int, subjects_only: bool = True):
-    """Fallback antecedents: PERSON names (subjects first), in text order, before a position."""
-    out = []
+    """Fallback antecedents: PERSON names (subjects first), in text order, before a position.
+
+    A subject proper noun NER left unlabelled counts as a person ("Khrushchev also revealed…"): otherwise "he"
+    would go to the last person merely mentioned ("…Stalin's methods. In addition, he explained that…")."""
+    found = []
     for ent in doc.ents:
         if ent.label_ != "PERSON" or ent.end_char > before_char:
             continue
         if not subjects_only or ent.root.dep_ in ("nsubj", "nsubjpass"):
             toks = _strip_front(list(ent))
             if toks:
-                out.append(_span_text(toks))
-    return out
+                found.append((ent.start, _span_text(toks)))
+    if subjects_only:
+        for tok in doc:
+            if tok.idx >= before_char:
+                break
+            if tok.dep_ in ("nsubj", "nsubjpass") and tok.pos_ == "PROPN" and not tok.ent_type_:
+                toks = _name_tokens(tok)
+                if toks and toks[-1].lower_ not in VAGUE and not _is_group_word(toks[-1]):
+                    found.append((toks[0].i, _span_text(toks)))
+    return [name for _, name in sorted(found)]
 
 
 def _context_tail(context: str) -> str:
