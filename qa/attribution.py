@@ -122,6 +122,27 @@ NEEDS_NAMING = {
     "organization", "organisation", "school", "camp", "faction", "left", "right", "bureaucracy", "state",
     "country", "nation", "public",
 }
+# Works that state a view when a modifier names them ("a 2019 Levada Center poll showed that…", "a recent Soviet
+# film shows Stalin as…"); "a study found" alone names no one.
+WORK_NOUNS = {
+    "study", "report", "poll", "survey", "paper", "book", "article", "film", "manifesto", "statement",
+    "resolution", "declaration", "editorial", "review", "programme", "program", "platform", "communique",
+}
+# Groups defined by their stance: "Opponents of this view include X and Y" names X and Y as holders.
+STANCE_GROUPS = {"opponent", "proponent", "critic", "supporter", "advocate", "defender", "adherent"}
+# "support" is a stance with an idea, cause or policy for object ("supported imperialism"), an act otherwise
+# ("supported the troops").
+SUPPORT_OBJECTS = {
+    "idea", "view", "policy", "proposal", "plan", "cause", "position", "thesis", "theory", "reform", "motion",
+    "bill", "independence", "claim", "notion", "movement", "revolution", "line", "program", "programme",
+    "decision", "measure", "resolution", "principle", "doctrine", "demand", "struggle", "campaign",
+}
+# Verbs whose object is the subject of their infinitive ("led Stalin to believe", "persuaded him to argue");
+# with others the subject is ("Stalin cabled him to say that…").
+OBJECT_CONTROL = {
+    "lead", "cause", "make", "persuade", "convince", "force", "encourage", "prompt", "induce", "ask", "tell",
+    "urge", "order", "get", "allow", "expect", "want", "invite", "compel", "drive", "inspire", "move",
+}
 # Plural heads that name polities holding a view ("member states have expressed reservations").
 POLITY_PLURALS = {"states", "countries", "nations", "governments"}
 # Plurals in -ists/-ians that do not name people.
@@ -194,7 +215,11 @@ def _clean(text: str) -> tuple[str, list[int]]:
 def _is_group_word(tok) -> bool:
     low = tok.lower_
     lem = tok.lemma_.lower()
-    if lem in GROUP_NOUNS or low in GROUP_NOUNS or low in POLITY_PLURALS:
+    if lem in WORK_NOUNS and tok.tag_ == "NN":  # a work states a view only when named: "a Levada Center poll"
+        return _named_by_modifier(tok)
+    if low in POLITY_PLURALS:  # "member states", "Western governments"; not bare "governments"
+        return any(c.dep_ in ("amod", "compound", "nmod", "poss") for c in tok.lefts)
+    if lem in GROUP_NOUNS or low in GROUP_NOUNS:
         return True
     if lem in NOT_GROUPS or low in NOT_GROUPS:
         return False
@@ -339,6 +364,7 @@ def _mention(tok, verb=None, depth=0):
                 return [("name", _name_tokens(m)) for m in members]
             # a singular descriptor ("historian", "leader") is not a holder by itself
             if tok.tag_ in ("NNS", "NNPS") or tok.lemma_.lower() in (
+                *WORK_NOUNS,
                 "party",
                 "government",
                 "committee",
@@ -354,6 +380,9 @@ def _mention(tok, verb=None, depth=0):
                 out.append(("group", _group_tokens(tok)))
             out.extend(("name", _name_tokens(m)) for m in members)
             return out
+        if tok.tag_ == "NNS" and (members := _members(tok)):
+            # "Political geographers such as Friedrich Ratzel and Halford Mackinder": named members make it a group
+            return [("group", _group_tokens(tok))] + [("name", _name_tokens(m)) for m in members]
     return []
 
 
@@ -403,9 +432,14 @@ def _subjects(verb, depth=0):
     if not subs and depth < 2:
         if verb.dep_ == "conj" or (verb.dep_ in ("advcl", "xcomp") and verb.tag_ == "VBG"):
             return _subjects(verb.head, depth + 1)
-        if verb.dep_ == "xcomp" and verb.tag_ == "VB":  # "Stalin claimed to be…"; not "led Stalin to believe"
+        if verb.dep_ in ("xcomp", "advcl") and verb.tag_ == "VB":
+            # "Stalin claimed to be…", "Stalin cabled him to say that…": the subject's; "led Stalin to believe":
+            # the object's (object control)
             head = verb.head
-            if not any(c.dep_ == "dobj" for c in head.children):
+            objs = [c for c in head.children if c.dep_ == "dobj"]
+            if head.lemma_.lower() in OBJECT_CONTROL and verb.dep_ == "xcomp":
+                return objs[:1]
+            if verb.dep_ == "xcomp" or any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children):
                 return _subjects(head, depth + 1)
     return subs
 
@@ -435,6 +469,10 @@ def _verb_class(tok):
         return None
     if lem in STANCE_VERBS:
         return "stance"
+    if lem == "support" and any(
+        c.dep_ == "dobj" and (c.lemma_.lower() in SUPPORT_OBJECTS or c.lower_.endswith("ism")) for c in tok.children
+    ):
+        return "stance"
     if any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_OBJECTS.get(lem, ()) for c in tok.children):
         return "stance"
     if lem in EXPRESS_VERBS and any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_NOUNS for c in tok.children):
@@ -460,6 +498,8 @@ def _has_view_complement(verb) -> bool:
             return True
         if child.dep_ == "prep" and child.lower_ in ("as", "for", "against", "that"):
             return True
+        if child.dep_ == "prep" and child.lower_ == "with" and lem in ("regard", "view"):
+            return True  # "regard Eisenhower with respect": an attitude
         if child.dep_ == "prep" and child.lower_ == "in" and verb.lemma_.lower() == "believe":
             return True
         if child.dep_ == "dobj" and child.lower_ in ("that", "so", "this"):
@@ -607,6 +647,14 @@ def _hits_for_doc(doc):
             for kind, toks in _mistagged_subject(tok, cls):
                 hits.append(_Hit(kind, toks, tok.idx, tok.idx + len(tok.text), tok.text))
             continue
+        # 1b. "Opponents of this view include revisionist historians and …, including Roy Medvedev"
+        if tok.lemma_ == "include" and tok.pos_ == "VERB":
+            if any(c.dep_ == "nsubj" and c.lemma_.lower() in STANCE_GROUPS for c in tok.children):
+                for obj in (c for c in tok.children if c.dep_ == "dobj"):
+                    for t in [obj, *obj.conjuncts]:
+                        for kind, toks in _mention(t):
+                            hits.append(_Hit(kind, toks, tok.idx, tok.idx + len(tok.text), tok.text))
+            continue
         # 2. "According to X"
         if tok.lower_ == "according" and tok.i + 1 < len(doc) and doc[tok.i + 1].lower_ == "to":
             to = doc[tok.i + 1]
@@ -728,7 +776,7 @@ def _resolve(hits, doc, ctx_info, dry_run=False):
             continue
         want = "name" if h.kind == "pron_sg" else "group"
         prior = [x for x in out if x.kind == want and x.holder]
-        name = prior[-1].holder if prior else None
+        name = _clause_antecedent(h.tokens[0], want) or (prior[-1].holder if prior else None)
         if name is None and want == "name":
             ants = _person_antecedents(doc, h.tokens[0].idx) or _person_antecedents(
                 doc, h.tokens[0].idx, subjects_only=False
@@ -743,6 +791,30 @@ def _resolve(hits, doc, ctx_info, dry_run=False):
         elif dry_run:
             out.append(h)
     return out
+
+
+def _clause_antecedent(pron, want: str) -> str | None:
+    """The subject of the nearest clause governing the pronoun's, before it and of the pronoun's kind: "the leaders
+    of the CPSU are not out to restore what they call…" -> the leaders; "Stalin told Churchill that he believed…"
+    -> Stalin. A subject of the other kind, or a place or organisation for he/she, is passed over ("…argued that
+    the Soviet Union had evolved to a mode of production he called…" -> the one who argued); a pronoun subject
+    stops the search (then the previous holder is taken)."""
+    tok = pron.head
+    for _ in range(6):
+        if tok.head.i == tok.i:
+            return None
+        tok = tok.head
+        subj = [c for c in tok.children if c.dep_ in ("nsubj", "nsubjpass") and c.i < pron.i]
+        if not subj:
+            continue
+        if subj[0].pos_ == "PRON":
+            return None
+        found = _mention(subj[0])
+        if found and found[0][0] == want:
+            toks = found[0][1]
+            if want == "group" or toks[-1].ent_type_ in ("PERSON", ""):
+                return _span_text(toks)
+    return None
 
 
 def _copy(h):
