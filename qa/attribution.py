@@ -218,7 +218,8 @@ def _is_group_word(tok) -> bool:
     if lem in WORK_NOUNS and tok.tag_ == "NN":  # a work states a view only when named: "a Levada Center poll"
         return _named_by_modifier(tok)
     if low in POLITY_PLURALS:  # "member states", "Western governments"; not bare "governments"
-        return any(c.dep_ in ("amod", "compound", "nmod", "poss") for c in tok.lefts)
+        vague = VAGUE | {"same", "such", "certain", "various", "several"}
+        return any(c.dep_ in ("amod", "compound", "nmod", "poss") and c.lower_ not in vague for c in tok.lefts)
     if lem in GROUP_NOUNS or low in GROUP_NOUNS:
         return True
     if lem in NOT_GROUPS or low in NOT_GROUPS:
@@ -262,6 +263,12 @@ def _name_tokens(tok):
         while toks[-1].pos_ in ("DET", "ADP") and hi < len(doc) and doc[hi].pos_ in ("PROPN", "DET", "ADP"):
             toks.append(doc[hi])
             hi += 1
+        # NER sometimes runs on into a verb: "Stalin de-emphasized" -> "Stalin" (the whole hyphenated word goes)
+        cut = next((i for i, t in enumerate(toks) if i and t.pos_ in ("VERB", "AUX")), len(toks))
+        if cut < len(toks):
+            while cut > 1 and (toks[cut - 1].text in ("-", "‑") or not toks[cut - 1].whitespace_):
+                cut -= 1
+            toks = toks[:cut]
     else:
         lo = tok.i
         while lo - 1 >= tok.sent.start and doc[lo - 1].pos_ == "PROPN" and doc[lo - 1].head.i >= tok.i:
@@ -392,7 +399,8 @@ def _needs_naming(tok) -> bool:
 
 
 def _names(t) -> bool:
-    return t.pos_ == "PROPN" or t.ent_type_ in ("NORP", "GPE", "ORG", "PERSON") or (t.is_title and t.i > t.sent.start)
+    named = t.pos_ == "PROPN" or t.ent_type_ in ("NORP", "GPE", "ORG", "PERSON")
+    return named or (t.is_title and t.i > t.sent.start) or (t.is_upper and len(t) > 1 and t.is_alpha)  # "CPSU"
 
 
 def _named_by_modifier(tok) -> bool:
