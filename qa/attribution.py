@@ -86,9 +86,9 @@ STANCE_NOUNS = {
     "criticism", "position", "preference", "sympathy", "admiration", "disagreement", "agreement",
     "confidence", "dissatisfaction", "satisfaction", "outrage", "alarm", "intention", "wish",
 }
-# Verbs of commitment: "agreed to give", "proposed to build" report an undertaking, not a view; with a
-# that-clause ("agreed that…") they still report one.
-COMMIT_VERBS = {"agree", "propose", "promise", "threaten", "offer", "vow", "pledge", "undertake", "refuse"}
+# Verbs of commitment: "agreed to give" reports an undertaking, not a view; with a that-clause ("agreed that…")
+# they still report one.
+COMMIT_VERBS = {"agree", "promise", "threaten", "offer", "vow", "pledge", "undertake", "refuse"}
 # Naming verbs: "a river called the Seerhein", "the British called it Cowford" name, they do not judge.
 NAMING_VERBS = {"call", "name", "term", "dub", "label", "style", "nickname"}
 # Verbs with a physical sense: "Japan attacked Pearl Harbor" is an act when the object is a place.
@@ -494,7 +494,8 @@ def _has_view_complement(verb) -> bool:
     lem = verb.lemma_.lower()
     if lem in NARROW_SAY_VERBS:
         return _sees_as_or_that(verb) or _as_frame(verb)
-    if lem in COMMIT_VERBS and any(c.dep_ == "xcomp" for c in verb.children):
+    infinitive = [c for c in verb.children if c.dep_ == "xcomp" and any(a.lower_ == "to" for a in c.children)]
+    if lem in COMMIT_VERBS and infinitive:
         # "Ford agreed to give technical assistance": an undertaking; "agreed that…" stays a view
         if not any(c.dep_ == "ccomp" for c in verb.children):
             return False
