@@ -122,9 +122,14 @@ def sample(out: Path) -> None:
                 strata["cue-ent"].append(s)
             if len(strata["cue-ent"]) == PER_STRATUM // 2:
                 break
+        # drawn after the rules were developed, labelled before running them: the "final" split
+        drawn = {s for chosen in strata.values() for s in chosen}
+        left = [s for s in cue if s not in drawn]
+        rng.shuffle(left)
+        strata["final"] = left[: PER_STRATUM // 2]
         for stratum, chosen in strata.items():
             for i, (file, a, b, text) in enumerate(sorted(chosen)):
-                split = "dev" if i % 2 == 0 else "test"
+                split = "final" if stratum == "final" else "dev" if i % 2 == 0 else "test"
                 rid = f"{name}-{stratum}-{i:02d}"
                 records.append(
                     {"id": rid, "collection": name, "file": file, "start": a, "end": b, "text": text, "holders": []}
@@ -220,7 +225,7 @@ def bootstrap(tp, fp, fn) -> list[tuple[float, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--labelled", type=Path, default=LABELLED)
-    ap.add_argument("--split", choices=("all", "dev", "test"), default="all")
+    ap.add_argument("--split", choices=("all", "dev", "test", "final"), default="all")
     ap.add_argument("--sample", type=Path, help="draw the sentences to label into this file and stop")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--quiet", action="store_true", help="no error listing")

@@ -27,6 +27,21 @@ filtered by a small lexicon of reporting verbs and frames.
    and descriptors stripped ("British historian Isaac Deutscher" -> "Isaac Deutscher");
    a common-noun subject with a named apposition ("Stalin's secretary, Boris Bazhanov") gives
    the name; "such as"/"including" members of a group are holders too.
+5. Holders hold a view (issue 13; measured by bench/holders.py on 200 labelled sentences of two collections):
+   - a place or organisation is a holder only as the subject of a reporting or stance verb ("China argued
+     that…"), never as its object; "attack" and its kin with a place for object are acts ("Japan attacked
+     Pearl Harbor"); "agreed to give" is an undertaking (COMMIT_VERBS + to-infinitive), "…, called the
+     Seerhein" a name given (NAMING_VERBS with a proper-noun complement), not views;
+   - "people", "party", "government" and the like (``NEEDS_NAMING``) are holders only with a modifier that
+     names them ("the Soviet people", "the Communist Party", "the leadership of the CPSU"), not bare or
+     vaguely modified ("people", "the same people", "the party"); a work ("poll", "report", "film") likewise
+     ("a 2019 Levada Center poll showed that…"); plural polities need a modifier ("member states");
+   - he/she/they go first to the subject of the nearest clause that governs them ("the leaders of the CPSU are
+     not out to restore what they call…"), skipping places for he/she; the fallback antecedents are subject
+     names before mere mentions ("Khrushchev revealed the truth behind Stalin's methods… he explained");
+   - more frames: "X expressed its opposition/concern" (EXPRESS_VERBS + STANCE_NOUNS), "as X saw",
+     "Opponents of this view include X", "supported <an idea or -ism>", object control ("led Stalin to
+     believe": Stalin believes) against subject control ("Stalin cabled him to say": Stalin says).
 
 Offsets are character offsets into the text as given (soft hyphens are removed before parsing
 and mapped back).  ``start``..``end`` covers the holder mention through the cue ("According to
