@@ -772,7 +772,9 @@ def _person_antecedents(doc, before_char: int, subjects_only: bool = True):
         for tok in doc:
             if tok.idx >= before_char:
                 break
-            if tok.dep_ in ("nsubj", "nsubjpass") and tok.pos_ == "PROPN" and not tok.ent_type_:
+            # a singular name, not "Universities" or "Judaism"
+            person_like = tok.tag_ == "NNP" and not tok.lower_.endswith(("ism", "isms"))
+            if tok.dep_ in ("nsubj", "nsubjpass") and person_like and not tok.ent_type_:
                 toks = _name_tokens(tok)
                 if toks and toks[-1].lower_ not in VAGUE and not _is_group_word(toks[-1]):
                     found.append((toks[0].i, _span_text(toks)))
