@@ -27,6 +27,21 @@ filtered by a small lexicon of reporting verbs and frames.
    and descriptors stripped ("British historian Isaac Deutscher" -> "Isaac Deutscher");
    a common-noun subject with a named apposition ("Stalin's secretary, Boris Bazhanov") gives
    the name; "such as"/"including" members of a group are holders too.
+5. Holders hold a view (issue 13; measured by bench/holders.py on 200 labelled sentences of two collections):
+   - a place or organisation is a holder only as the subject of a reporting or stance verb ("China argued
+     that…"), never as its object; "attack" and its kin with a place for object are acts ("Japan attacked
+     Pearl Harbor"); "agreed to give" is an undertaking (COMMIT_VERBS + to-infinitive), "…, called the
+     Seerhein" a name given (NAMING_VERBS with a proper-noun complement), not views;
+   - "people", "party", "government" and the like (``NEEDS_NAMING``) are holders only with a modifier that
+     names them ("the Soviet people", "the Communist Party", "the leadership of the CPSU"), not bare or
+     vaguely modified ("people", "the same people", "the party"); a work ("poll", "report", "film") likewise
+     ("a 2019 Levada Center poll showed that…"); plural polities need a modifier ("member states");
+   - he/she/they go first to the subject of the nearest clause that governs them ("the leaders of the CPSU are
+     not out to restore what they call…"), skipping places for he/she; the fallback antecedents are subject
+     names before mere mentions ("Khrushchev revealed the truth behind Stalin's methods… he explained");
+   - more frames: "X expressed its opposition/concern" (EXPRESS_VERBS + STANCE_NOUNS), "as X saw",
+     "Opponents of this view include X", "supported <an idea or -ism>", object control ("led Stalin to
+     believe": Stalin believes) against subject control ("Stalin cabled him to say": Stalin says).
 
 Offsets are character offsets into the text as given (soft hyphens are removed before parsing
 and mapped back).  ``start``..``end`` covers the holder mention through the cue ("According to
@@ -75,8 +90,24 @@ STANCE_VERBS = {
     "condemn", "accuse", "attack", "praise", "challenge", "refute", "repudiate", "castigate",
     "cite", "oppose", "disagree", "object", "hail", "credit", "endorse", "advocate", "champion",
     "negate", "vilify", "decry", "dismiss", "rebut", "contest", "applaud", "extol", "laud",
-    "malign", "polemicize", "polemicise",
+    "malign", "polemicize", "polemicise", "highlight", "underline", "underscore", "renounce", "protest",
 }
+# Verbs whose object carries a view: "X expressed its opposition", "Y voiced concern".
+EXPRESS_VERBS = {"express", "voice", "reiterate", "state"}
+# Nouns that make "express"/"voice" a view: X expressed [its opposition | reservations | support].
+STANCE_NOUNS = {
+    "view", "views", "opinion", "concern", "reservation", "opposition", "support", "doubt", "belief",
+    "hope", "fear", "regret", "skepticism", "scepticism", "disapproval", "approval", "objection",
+    "criticism", "position", "preference", "sympathy", "admiration", "disagreement", "agreement",
+    "confidence", "dissatisfaction", "satisfaction", "outrage", "alarm", "intention", "wish",
+}
+# Verbs of commitment: "agreed to give" reports an undertaking, not a view; with a that-clause ("agreed that…")
+# they still report one.
+COMMIT_VERBS = {"agree", "promise", "threaten", "offer", "vow", "pledge", "undertake", "refuse"}
+# Naming verbs: "a river called the Seerhein", "the British called it Cowford" name, they do not judge.
+NAMING_VERBS = {"call", "name", "term", "dub", "label", "style", "nickname"}
+# Verbs with a physical sense: "Japan attacked Pearl Harbor" is an act when the object is a place.
+PHYSICAL_STANCE = {"attack", "challenge", "contest", "hail"}
 VIEW_NOUNS = {
     "view", "opinion", "word", "words", "assessment", "estimation", "estimate", "judgment",
     "judgement", "account", "analysis", "interpretation", "mind", "eyes", "reading", "telling",
@@ -98,6 +129,37 @@ GROUP_NOUNS = {
     "report", "study", "source", "associate", "colleague", "contemporary", "adviser", "advisor",
     "aide", "ally", "successor", "insider", "eyewitness", "participant",
 }
+# Heads that name a holder only with a modifier that names it ("the Soviet people", "the Communist Party",
+# "the leadership of the CPSU"); bare or vaguely modified ("people", "the same people", "the party") they do not.
+NEEDS_NAMING = {
+    "people", "person", "man", "woman", "men", "women", "party", "government", "committee", "leadership",
+    "opposition", "congress", "international", "regime", "administration", "press", "conference", "movement",
+    "organization", "organisation", "school", "camp", "faction", "left", "right", "bureaucracy", "state",
+    "country", "nation", "public",
+}
+# Works that state a view when a modifier names them ("a 2019 Levada Center poll showed that…", "a recent Soviet
+# film shows Stalin as…"); "a study found" alone names no one.
+WORK_NOUNS = {
+    "study", "report", "poll", "survey", "paper", "book", "article", "film", "manifesto", "statement",
+    "resolution", "declaration", "editorial", "review", "programme", "program", "platform", "communique",
+}
+# Groups defined by their stance: "Opponents of this view include X and Y" names X and Y as holders.
+STANCE_GROUPS = {"opponent", "proponent", "critic", "supporter", "advocate", "defender", "adherent"}
+# "support" is a stance with an idea, cause or policy for object ("supported imperialism"), an act otherwise
+# ("supported the troops").
+SUPPORT_OBJECTS = {
+    "idea", "view", "policy", "proposal", "plan", "cause", "position", "thesis", "theory", "reform", "motion",
+    "bill", "independence", "claim", "notion", "movement", "revolution", "line", "program", "programme",
+    "decision", "measure", "resolution", "principle", "doctrine", "demand", "struggle", "campaign",
+}
+# Verbs whose object is the subject of their infinitive ("led Stalin to believe", "persuaded him to argue");
+# with others the subject is ("Stalin cabled him to say that…").
+OBJECT_CONTROL = {
+    "lead", "cause", "make", "persuade", "convince", "force", "encourage", "prompt", "induce", "ask", "tell",
+    "urge", "order", "get", "allow", "expect", "want", "invite", "compel", "drive", "inspire", "move",
+}
+# Plural heads that name polities holding a view ("member states have expressed reservations").
+POLITY_PLURALS = {"states", "countries", "nations", "governments"}
 # Plurals in -ists/-ians that do not name people.
 NOT_GROUPS = {"list", "lists", "exist", "wrist", "wrists", "twist", "twists", "mist", "mists", "fist",
               "fists", "assist", "assists", "checklists", "playlists", "blacklists", "shortlists"}
@@ -168,6 +230,11 @@ def _clean(text: str) -> tuple[str, list[int]]:
 def _is_group_word(tok) -> bool:
     low = tok.lower_
     lem = tok.lemma_.lower()
+    if lem in WORK_NOUNS and tok.tag_ == "NN":  # a work states a view only when named: "a Levada Center poll"
+        return _named_by_modifier(tok)
+    if low in POLITY_PLURALS:  # "member states", "Western governments"; not bare "governments"
+        vague = VAGUE | {"same", "such", "certain", "various", "several"}
+        return any(c.dep_ in ("amod", "compound", "nmod", "poss") and c.lower_ not in vague for c in tok.lefts)
     if lem in GROUP_NOUNS or low in GROUP_NOUNS:
         return True
     if lem in NOT_GROUPS or low in NOT_GROUPS:
@@ -211,6 +278,12 @@ def _name_tokens(tok):
         while toks[-1].pos_ in ("DET", "ADP") and hi < len(doc) and doc[hi].pos_ in ("PROPN", "DET", "ADP"):
             toks.append(doc[hi])
             hi += 1
+        # NER sometimes runs on into a verb: "Stalin de-emphasized" -> "Stalin" (the whole hyphenated word goes)
+        cut = next((i for i, t in enumerate(toks) if i and t.pos_ in ("VERB", "AUX")), len(toks))
+        if cut < len(toks):
+            while cut > 1 and (toks[cut - 1].text in ("-", "‑") or not toks[cut - 1].whitespace_):
+                cut -= 1
+            toks = toks[:cut]
     else:
         lo = tok.i
         while lo - 1 >= tok.sent.start and doc[lo - 1].pos_ == "PROPN" and doc[lo - 1].head.i >= tok.i:
@@ -247,12 +320,15 @@ def _group_tokens(tok):
     for child in tok.rights:
         if child.dep_ == "prep" and child.lower_ == "of":
             sub = list(child.subtree)
-            if not any(t.is_punct for t in sub) and len(sub) <= 8:
+            names = all(t.is_punct or t.pos_ in ("PROPN", "DET", "CCONJ", "ADP") for t in sub[1:])
+            if (names or not any(t.is_punct for t in sub)) and len(sub) <= (12 if names else 8):
                 keep.update(t.i for t in sub)
     lo, hi = min(keep), max(keep)
     toks = list(tok.doc[lo : hi + 1])
     while toks and (toks[0].lower_ in ("the", "a", "an") or toks[0].is_punct):
         toks = toks[1:]
+    while toks and (toks[-1].is_punct or toks[-1].pos_ == "CCONJ"):
+        toks = toks[:-1]
     return _attach_hyphenated(toks) if toks else [tok]
 
 
@@ -306,8 +382,11 @@ def _mention(tok, verb=None, depth=0):
         if _is_group_word(tok):
             out = []
             members = _members(tok)
+            if _needs_naming(tok) and not _named_by_modifier(tok):  # "people", "the same people", "the party"
+                return [("name", _name_tokens(m)) for m in members]
             # a singular descriptor ("historian", "leader") is not a holder by itself
             if tok.tag_ in ("NNS", "NNPS") or tok.lemma_.lower() in (
+                *WORK_NOUNS,
                 "party",
                 "government",
                 "committee",
@@ -323,7 +402,41 @@ def _mention(tok, verb=None, depth=0):
                 out.append(("group", _group_tokens(tok)))
             out.extend(("name", _name_tokens(m)) for m in members)
             return out
+        if tok.tag_ == "NNS" and (members := _members(tok)):
+            # "Political geographers such as Friedrich Ratzel and Halford Mackinder": named members make it a group
+            return [("group", _group_tokens(tok))] + [("name", _name_tokens(m)) for m in members]
     return []
+
+
+def _needs_naming(tok) -> bool:
+    """A head that is a holder only with a modifier naming it: "people", "party", "government"."""
+    return tok.lower_ in NEEDS_NAMING or (tok.tag_ in ("NN", "NNP") and tok.lemma_.lower() in NEEDS_NAMING)
+
+
+def _names(t) -> bool:
+    named = t.pos_ == "PROPN" or t.ent_type_ in ("NORP", "GPE", "ORG", "PERSON")
+    return named or (t.is_title and t.i > t.sent.start) or (t.is_upper and len(t) > 1 and t.is_alpha)  # "CPSU"
+
+
+def _named_by_modifier(tok) -> bool:
+    """Whether a modifier names the group: "the Soviet people", "the Communist Party", "Stalin's regime",
+    "the people of China", "the leadership of the CPSU" (not "the same people", "his party")."""
+    for child in tok.lefts:
+        if child.dep_ in ("amod", "compound", "nmod", "poss") and any(_names(t) for t in child.subtree):
+            return True
+    for child in tok.rights:
+        if child.dep_ == "prep" and child.lower_ == "of":
+            if any(p.dep_ == "pobj" and _names(p) for p in child.children):
+                return True
+    return False
+
+
+def _place_object(verb) -> bool:
+    """ "attacked Pearl Harbor", "attacked the Dutch Republic": the object is a place, the verb an act."""
+    for child in verb.children:
+        if child.dep_ in ("dobj", "pobj") and child.ent_type_ in ("GPE", "LOC", "FAC", "ORG", "NORP"):
+            return True
+    return False
 
 
 def _subjects(verb, depth=0):
@@ -342,9 +455,14 @@ def _subjects(verb, depth=0):
     if not subs and depth < 2:
         if verb.dep_ == "conj" or (verb.dep_ in ("advcl", "xcomp") and verb.tag_ == "VBG"):
             return _subjects(verb.head, depth + 1)
-        if verb.dep_ == "xcomp" and verb.tag_ == "VB":  # "Stalin claimed to be…"; not "led Stalin to believe"
+        if verb.dep_ in ("xcomp", "advcl") and verb.tag_ == "VB":
+            # "Stalin claimed to be…", "Stalin cabled him to say that…": the subject's; "led Stalin to believe":
+            # the object's (object control)
             head = verb.head
-            if not any(c.dep_ == "dobj" for c in head.children):
+            objs = [c for c in head.children if c.dep_ == "dobj"]
+            if head.lemma_.lower() in OBJECT_CONTROL and verb.dep_ == "xcomp":
+                return objs[:1]
+            if verb.dep_ == "xcomp" or any(c.dep_ == "aux" and c.lower_ == "to" for c in verb.children):
                 return _subjects(head, depth + 1)
     return subs
 
@@ -370,24 +488,42 @@ def _verb_class(tok):
         if any(c.dep_ == "prt" and c.lower_ == PHRASAL[lem] for c in tok.children):
             return "say"
         return None
+    if lem in PHYSICAL_STANCE and _place_object(tok):
+        return None
     if lem in STANCE_VERBS:
+        return "stance"
+    if lem == "support" and any(
+        c.dep_ == "dobj" and (c.lemma_.lower() in SUPPORT_OBJECTS or c.lower_.endswith("ism")) for c in tok.children
+    ):
         return "stance"
     if any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_OBJECTS.get(lem, ()) for c in tok.children):
         return "stance"
+    if lem in EXPRESS_VERBS and any(c.dep_ == "dobj" and c.lemma_.lower() in STANCE_NOUNS for c in tok.children):
+        return "stance"  # "X expressed its opposition", "Y voiced concern"
     if lem in SAY_VERBS:
         return "say"
     return None
 
 
 def _has_view_complement(verb) -> bool:
-    if verb.lemma_.lower() in NARROW_SAY_VERBS:
-        return _sees_as_or_that(verb)
+    lem = verb.lemma_.lower()
+    if lem in NARROW_SAY_VERBS:
+        return _sees_as_or_that(verb) or _as_frame(verb)
+    infinitive = [c for c in verb.children if c.dep_ == "xcomp" and any(a.lower_ == "to" for a in c.children)]
+    if lem in COMMIT_VERBS and infinitive:
+        # "Ford agreed to give technical assistance": an undertaking; "agreed that…" stays a view
+        if not any(c.dep_ == "ccomp" for c in verb.children):
+            return False
+    if lem in NAMING_VERBS and any(c.dep_ == "oprd" and c.pos_ == "PROPN" for c in verb.children):
+        return False  # "…, called the Seerhein": a name given, not a judgement ("called him a traitor" is one)
     doc = verb.doc
     for child in verb.children:
         if child.dep_ in ("ccomp", "xcomp", "parataxis", "oprd"):
             return True
         if child.dep_ == "prep" and child.lower_ in ("as", "for", "against", "that"):
             return True
+        if child.dep_ == "prep" and child.lower_ == "with" and lem in ("regard", "view"):
+            return True  # "regard Eisenhower with respect": an attitude
         if child.dep_ == "prep" and child.lower_ == "in" and verb.lemma_.lower() == "believe":
             return True
         if child.dep_ == "dobj" and child.lower_ in ("that", "so", "this"):
@@ -421,6 +557,12 @@ def _has_view_complement(verb) -> bool:
 
 
 COMPLEMENTIZERS = {"that", "whether", "how", "why", "what", "if"}
+
+
+def _as_frame(verb) -> bool:
+    """ "Socialism, as Stalin saw, is…": a reporting "as"-clause with no object of its own."""
+    kids = list(verb.children)
+    return any(c.dep_ == "mark" and c.lower_ == "as" for c in kids) and not any(c.dep_ == "dobj" for c in kids)
 
 
 def _sees_as_or_that(verb) -> bool:
@@ -529,6 +671,14 @@ def _hits_for_doc(doc):
             for kind, toks in _mistagged_subject(tok, cls):
                 hits.append(_Hit(kind, toks, tok.idx, tok.idx + len(tok.text), tok.text))
             continue
+        # 1b. "Opponents of this view include revisionist historians and …, including Roy Medvedev"
+        if tok.lemma_ == "include" and tok.pos_ == "VERB":
+            if any(c.dep_ == "nsubj" and c.lemma_.lower() in STANCE_GROUPS for c in tok.children):
+                for obj in (c for c in tok.children if c.dep_ == "dobj"):
+                    for t in [obj, *obj.conjuncts]:
+                        for kind, toks in _mention(t):
+                            hits.append(_Hit(kind, toks, tok.idx, tok.idx + len(tok.text), tok.text))
+            continue
         # 2. "According to X"
         if tok.lower_ == "according" and tok.i + 1 < len(doc) and doc[tok.i + 1].lower_ == "to":
             to = doc[tok.i + 1]
@@ -606,16 +756,29 @@ def _same_holder(a: str, b: str) -> bool:
 
 
 def _person_antecedents(doc, before_char: int, subjects_only: bool = True):
-    """Fallback antecedents: PERSON names (subjects first), in text order, before a position."""
-    out = []
+    """Fallback antecedents: PERSON names (subjects first), in text order, before a position.
+
+    A subject proper noun NER left unlabelled counts as a person ("Khrushchev also revealed…"): otherwise "he"
+    would go to the last person merely mentioned ("…Stalin's methods. In addition, he explained that…")."""
+    found = []
     for ent in doc.ents:
         if ent.label_ != "PERSON" or ent.end_char > before_char:
             continue
         if not subjects_only or ent.root.dep_ in ("nsubj", "nsubjpass"):
             toks = _strip_front(list(ent))
             if toks:
-                out.append(_span_text(toks))
-    return out
+                found.append((ent.start, _span_text(toks)))
+    if subjects_only:
+        for tok in doc:
+            if tok.idx >= before_char:
+                break
+            # a singular name, not "Universities" or "Judaism"
+            person_like = tok.tag_ == "NNP" and not tok.lower_.endswith(("ism", "isms"))
+            if tok.dep_ in ("nsubj", "nsubjpass") and person_like and not tok.ent_type_:
+                toks = _name_tokens(tok)
+                if toks and toks[-1].lower_ not in VAGUE and not _is_group_word(toks[-1]):
+                    found.append((toks[0].i, _span_text(toks)))
+    return [name for _, name in sorted(found)]
 
 
 def _context_tail(context: str) -> str:
@@ -639,7 +802,7 @@ def _resolve(hits, doc, ctx_info, dry_run=False):
             continue
         want = "name" if h.kind == "pron_sg" else "group"
         prior = [x for x in out if x.kind == want and x.holder]
-        name = prior[-1].holder if prior else None
+        name = _clause_antecedent(h.tokens[0], want) or (prior[-1].holder if prior else None)
         if name is None and want == "name":
             ants = _person_antecedents(doc, h.tokens[0].idx) or _person_antecedents(
                 doc, h.tokens[0].idx, subjects_only=False
@@ -654,6 +817,30 @@ def _resolve(hits, doc, ctx_info, dry_run=False):
         elif dry_run:
             out.append(h)
     return out
+
+
+def _clause_antecedent(pron, want: str) -> str | None:
+    """The subject of the nearest clause governing the pronoun's, before it and of the pronoun's kind: "the leaders
+    of the CPSU are not out to restore what they call…" -> the leaders; "Stalin told Churchill that he believed…"
+    -> Stalin. A subject of the other kind, or a place or organisation for he/she, is passed over ("…argued that
+    the Soviet Union had evolved to a mode of production he called…" -> the one who argued); a pronoun subject
+    stops the search (then the previous holder is taken)."""
+    tok = pron.head
+    for _ in range(6):
+        if tok.head.i == tok.i:
+            return None
+        tok = tok.head
+        subj = [c for c in tok.children if c.dep_ in ("nsubj", "nsubjpass") and c.i < pron.i]
+        if not subj:
+            continue
+        if subj[0].pos_ == "PRON":
+            return None
+        found = _mention(subj[0])
+        if found and found[0][0] == want:
+            toks = found[0][1]
+            if want == "group" or toks[-1].ent_type_ in ("PERSON", ""):
+                return _span_text(toks)
+    return None
 
 
 def _copy(h):

@@ -65,6 +65,7 @@ class Engine:
         self.holders = [set(r) | set(v) for r, v in zip(reported, voices, strict=True)]
         self.viewpoint_vocab: dict[str, str] = index.extra("viewpoints") or {}
         known_holders: dict[str, str] = index.extra("holders") or {}
+        self.known_holders = known_holders  # holder -> viewpoint label (the manifest's [holders])
         self.positions = viewpoints.positions(index.passages, index.works, self.attributions, known_holders)
         works = self.works()
         self.filter_values = {

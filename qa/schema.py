@@ -182,9 +182,11 @@ class PassageOut(BaseModel):
 
 
 class ViewpointGroup(BaseModel):
-    label: str = Field(..., description="viewpoint label: a known holder's the passage reports, else the work's own")
+    label: str = Field(..., description="viewpoint label of the group's passages (their works'); a valid filter value")
     description: str = Field(..., description="what the viewpoint is, in one line (empty if not in the vocabulary)")
-    holders: list[str] = Field(..., description="holders of views from this viewpoint among the passages")
+    holders: list[str] = Field(
+        ..., description="who holds this viewpoint among the passages: their works' voices, known holders of it"
+    )
     passages: list[str] = Field(..., description="ids of the returned passages from this viewpoint, in rank order")
 
 

@@ -105,7 +105,13 @@ def _mmr(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
 
 def groups(passages: list[PassageOut], engine: Engine) -> list[ViewpointGroup]:
     """The passages grouped by their own viewpoint label (their work's voice; views they only report are in their
-    attributions), so a group's label is its passages' label and a valid `viewpoint` filter value."""
+    attributions), so a group's label is its passages' label and a valid `viewpoint` filter value.
+
+    A group's holders are those who hold its viewpoint: its works' own voices, and the holders the passages report
+    whose known position (the manifest's [holders]) is that viewpoint. Other reported holders stay on their
+    passages ("Views held by"): an anti-Stalinist text that reports Stalin's claims does not make Stalin a holder
+    of the anti-Stalinist view."""
+    known = {_surname(h): label for h, label in (getattr(engine, "known_holders", None) or {}).items()}
     out: dict[str, ViewpointGroup] = {}
     for p in passages:
         label = p.viewpoint.label
@@ -113,7 +119,8 @@ def groups(passages: list[PassageOut], engine: Engine) -> list[ViewpointGroup]:
         g = out.setdefault(label, ViewpointGroup(label=label, description=description, holders=[], passages=[]))
         g.passages.append(p.id)
         for a in p.attributions:
-            if a.holder not in g.holders:
+            holds = a.level == "author" or known.get(_surname(a.holder)) == label
+            if holds and a.holder not in g.holders:
                 g.holders.append(a.holder)
     return list(out.values())
 

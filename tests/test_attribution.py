@@ -15,6 +15,9 @@ Holder-level scores (holder names compared case-insensitively, leading "the" ign
 Sampled over the whole corpus (45 random attributions from ~100-word passages), about 42/45 were
 correct holders.  Speed: ~50 passages (~100 words) per CPU-second, parsing dominates.
 
+Issue 13 (holders hold a view) is measured on 240 labelled sentences of two collections by bench/holders.py
+(figures in bench/README.md); the cases at the end of this file are the rules it added.
+
 The two check-set misses are "exactly as he claimed" (he = Stalin, resolved to the nearer holder
 and deduplicated) and "Churchill, quoted once as saying…".  The thresholds below leave some room
 for parser differences between spaCy builds.
@@ -301,3 +304,101 @@ def test_batch_shape_and_order():
     assert out[1][0]["start"] < out[1][1]["start"]
     for a in out[1]:
         assert set(a) == {"holder", "cue", "start", "end"}
+
+
+# --- issue 13: holders hold a view (bench/holders.py measures it on 200 labelled sentences) ---------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        # places and organisations as actors of events, not sources of a view
+        "The following day, Japan, which had wisely decided against renewing their invasion of the Soviet Union, "
+        "attacked Pearl Harbor.",
+        "In 1672 the French attacked the Dutch Republic.",
+        "The Soviets agreed to purchase $13 million worth of automobiles and parts, while Ford agreed to give "
+        "technical assistance until 1938.",
+        # a name given is no judgement
+        'Lake Constance consists of three bodies of water: the Obersee ("upper lake"), the Untersee ("lower '
+        'lake"), and a connecting stretch of the Rhine, called the Seerhein ("Lake Rhine").',
+        # common nouns that name no one
+        "Stalin consolidated power in the 1930s with a Great Purge of the party that claimed to expel opportunists.",
+        "On Thursday, people were reporting that BSkyB had either cancelled or rescheduled its installations.",
+        "Many people believe that Stalin was a great leader.",
+        "The same people who praised him later denounced him.",
+        "A study found that the famine killed millions.",
+    ],
+)
+def test_places_actors_names_and_bare_nouns_hold_no_view(text):
+    assert _one(text) == []
+
+
+@pytest.mark.parametrize(
+    "text, holders",
+    [
+        # a polity or an organisation holds a view as the subject of a reporting or stance verb
+        ("China argued that the treaty was unequal.", ["China"]),
+        ("The Ukrainian government argued that the famine was a genocide.", ["Ukrainian government"]),
+        ("Most other member states have expressed similar reservations.", ["Most other member states"]),
+        (
+            "The early United States expressed its opposition to Imperialism, through policies such as the Monroe "
+            "Doctrine.",
+            ["United States"],
+        ),
+        # a common noun named by its modifier
+        (
+            "The great Soviet people and the revolutionary people of the whole world completely disagree with this "
+            "slander!",
+            ["great Soviet people"],
+        ),
+        ("A 2019 Levada Center poll showed that support for Stalin rose.", ["2019 Levada Center poll"]),
+        # frames
+        ("Socialism, as Stalin saw more keenly than anybody before, is merely a transitional stage.", ["Stalin"]),
+        (
+            "Opponents of this view include revisionist historians and many dissident Soviet historians, including "
+            "Roy Medvedev, who argues that Stalin acted in defiance of Lenin.",
+            ["revisionist historians", "many dissident Soviet historians", "Roy Medvedev"],
+        ),
+        (
+            "Political geographers such as Friedrich Ratzel of Germany and Halford Mackinder of Britain also "
+            "supported imperialism.",
+            ["Political geographers", "Friedrich Ratzel", "Halford Mackinder"],
+        ),
+        # control: who believes, who says
+        (
+            "Britain's disregard for Soviet policy led Stalin to believe that a treaty with Germany was preferable.",
+            ["Stalin"],
+        ),
+        ("Stalin cabled him to say that Eden's proposal was an important document.", ["Stalin"]),
+    ],
+)
+def test_holders_of_views(text, holders):
+    assert [a["holder"] for a in _one(text)] == holders
+
+
+@pytest.mark.parametrize(
+    "text, holder",
+    [
+        # he/they go to the subject of the clause that governs them, not to the last name mentioned
+        (
+            "Khrushchev also revealed to the congress the truth behind Stalin's methods of repression. In addition, "
+            'he explained that Stalin had rounded up "thousands of people".',
+            "Khrushchev",
+        ),
+        (
+            "In launching the combat against the personality cult, the leaders of the CPSU are not out to restore "
+            "what they call “the Leninist standards of Party life”.",
+            "leaders of the CPSU",
+        ),
+        (
+            "In his dispute with Trotsky, Stalin de-emphasized the role of workers in advanced capitalist countries "
+            '(e.g., he considered the U.S. working class "bourgeoisified" labor aristocracy).',
+            "Stalin",
+        ),
+        (
+            "In the United States, Max Shachtman argued that the Soviet Union had evolved to a new mode of production "
+            'he called "bureaucratic collectivism".',
+            "Max Shachtman",
+        ),
+    ],
+)
+def test_pronouns_resolve_to_the_governing_subject(text, holder):
+    assert {a["holder"] for a in _one(text)} == {holder}

@@ -124,6 +124,8 @@ def test_contested_question_shows_several_sides_and_the_switch_turns_it_off(engi
         engine.check_filters(Filters(viewpoint=[g.label]))
         again = ask(engine, r.question, top_k=5, filters=Filters(viewpoint=[g.label]))
         assert again.passages and {p.viewpoint.label for p in again.passages} == {g.label}
+    for g in r.viewpoints:  # a group's holders hold its viewpoint: no reported holder known to hold another
+        assert all(engine.known_holders.get(h, g.label) == g.label for h in g.holders)
     assert r.facets["viewpoint"] and r.facets["holder"]
     plain = ask(engine, question, top_k=10, diversify=False)
     scores = [p.score for p in plain.passages]
@@ -192,3 +194,27 @@ def test_terminal_output_shows_control_and_bidi_characters_instead_of_obeying_th
     assert not any(c in shown for c in "\x07\r\u202e") and "\x1b]" not in shown and "\x1b[2J" not in shown
     assert "\\u001b]0;pwned" in shown and "\\u202eevil" in shown
     assert hostile in p.text  # the JSON answer keeps the text verbatim
+
+
+def test_group_holders_are_its_voices_and_known_holders_of_it():
+    from types import SimpleNamespace
+
+    from qa.schema import Attribution, Citation, PassageOut, Source, ViewpointOut
+    from qa.viewpoints import groups
+
+    def passage(pid: str, label: str, holders: list[tuple[str, str]]) -> PassageOut:
+        src = Source(file="f", start=0, end=1, work="w", title="t", author="a", year=None, section=None, kind="k")
+        atts = [Attribution(holder=h, cue="c", start=0, end=1, level=level) for h, level in holders]
+        return PassageOut(
+            id=pid, rank=1, score=1.0, supports_answer=True, text="x", highlights=[], source=src, also_in=[],
+            viewpoint=ViewpointOut(label=label), attributions=atts, citation=Citation(text="x", csl={}),
+        )  # fmt: skip
+
+    engine = SimpleNamespace(viewpoint_vocab={"left": "Left critique"}, known_holders={"Leon Trotsky": "left"})
+    ps = [
+        passage("p1", "left", [("Stalin", "reported"), ("Trotsky", "reported"), ("Wikipedia", "author")]),
+        passage("p2", "left", [("Bukharin", "reported")]),
+    ]
+    (g,) = groups(ps, engine)
+    assert (g.label, g.description, g.passages) == ("left", "Left critique", ["p1", "p2"])
+    assert g.holders == ["Trotsky", "Wikipedia"]  # Stalin's and Bukharin's views are only reported there
