@@ -39,6 +39,10 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 DEFAULT_EF_SEARCH = 128
 IVFPQ_THRESHOLD = 500_000  # from here on, IVF-PQ codes + exact re-ranking instead of HNSW over full vectors
+# pgvector's HNSW has no IVF-PQ to switch to: from IVFPQ_THRESHOLD on, the database store searches its graph
+# wider. At 1M synthetic passages (bench/pg_scale.py, 2026-11-30) ef_search 128 / 256 / 512 gave recall@10
+# 0.85 / 0.91 / 0.955 at a similar p50 (14-18 ms); 128 gives 0.994 at 100k.
+PG_LARGE_EF_SEARCH = 512
 PQ_M, PQ_NBITS = 48, 8  # 48 one-byte codes a vector (8 dimensions each for 384-d)
 # Measured at 1M synthetic passages (bench/README.md): k_factor 16 caps recall@10 at 0.94, 32 gives 0.99.
 DEFAULT_NPROBE = 64
@@ -134,7 +138,10 @@ def _build_in_database(url: str, passages, works, corpus_files, vectors, extra, 
     from index.pg import build_pg_index
 
     kind = options["dense_type"] or dense_type_for(len(passages), options["ann_threshold"])
-    hnsw = {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": options["ef_search"]}
+    ef_search = options["ef_search"]
+    if len(passages) >= IVFPQ_THRESHOLD:
+        ef_search = max(ef_search, PG_LARGE_EF_SEARCH)
+    hnsw = {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": ef_search}
     dense = {"type": "exact" if kind == "flat_ip" else "pgvector_hnsw", "metric": "inner_product"}
     dense |= {"ann_threshold": options["ann_threshold"], "hnsw": None if kind == "flat_ip" else hnsw}
     model, reuse_from = options["model"], options["reuse_from"]
