@@ -3,12 +3,13 @@ from its <title> and <meta> tags (citation_*, Dublin Core, Open Graph, author/da
 
 from __future__ import annotations
 
+import re
 from html import unescape
 from html.parser import HTMLParser
 
 import numpy as np
 
-from corpus.clean import HEADING_MARK
+from corpus.clean import HEADING_MARK, KIND_MARKS
 from corpus.formats import Metadata, names, one_line, year_of
 from corpus.mapped import MappedText
 
@@ -30,6 +31,10 @@ BLOCK = {
     "pre", "br", "hr", "dd", "dt", "dl", "figure", "figcaption", "body",
 }  # fmt: skip
 HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+# Elements whose text a reader reads apart from the running text: their paragraphs get that kind.
+KIND_TAGS = {"figcaption": "caption", "caption": "caption", "blockquote": "quote", "address": "byline"}
+KIND_CLASS = re.compile(r"(?i)\b(?:(?P<byline>byline|author|dateline)|(?P<caption>(?:wp-)?caption(?:-text)?)|"
+                        r"(?P<note>footnotes?|endnotes?|doc-footnote|doc-endnotes?)|(?P<quote>pull-?quote|quote-?box))\b")  # fmt: skip
 
 # <meta name|property> keys for each field, best first (scholarly and Dublin Core tags are the most deliberate).
 META_TITLE = ("citation_title", "dc.title", "dcterms.title", "og:title")
@@ -57,6 +62,7 @@ class _Extractor(HTMLParser):
         self.title: str | None = None
         self.meta: dict[str, list[str]] = {}  # <meta> name or property (lower case) -> contents, in page order
         self._in_title = False
+        self.kinds: list[tuple[str, str]] = []  # open elements of another kind than the body: (tag, kind)
 
     def _offset(self) -> int:
         line, col = self.getpos()
@@ -79,18 +85,37 @@ class _Extractor(HTMLParser):
             self.skip_depth += 1
         elif tag == "title":
             self._in_title = True
+        elif kind := self._kind_of(tag, attrs):
+            self.kinds.append((tag, kind))
+            self._break()
         elif tag in HEADINGS:
             self._emit("\n" + HEADING_MARK, self._offset(), step=False)
         elif tag in BLOCK:
-            self._emit("\n\n", self._offset(), step=False)
+            self._break()
+
+    @staticmethod
+    def _kind_of(tag: str, attrs) -> str | None:
+        if tag in KIND_TAGS:
+            return KIND_TAGS[tag]
+        a = {k.lower(): v or "" for k, v in attrs}
+        m = KIND_CLASS.search(" ".join((a.get("class", ""), a.get("role", ""), a.get("itemprop", ""))))
+        return m.lastgroup if m else None
+
+    def _break(self) -> None:
+        """A paragraph break; inside a caption, note, byline or quote, the next paragraph is of its kind."""
+        self._emit("\n\n" + (KIND_MARKS[self.kinds[-1][1]] if self.kinds else ""), self._offset(), step=False)
 
     def handle_endtag(self, tag):
         if tag in SKIP:
             self.skip_depth = max(0, self.skip_depth - 1)
         elif tag == "title":
             self._in_title = False
+        elif any(t == tag for t, _ in self.kinds):
+            while self.kinds and self.kinds.pop()[0] != tag:
+                pass
+            self._break()
         elif tag in HEADINGS or tag in BLOCK:
-            self._emit("\n\n", self._offset(), step=False)
+            self._break()
 
     def handle_data(self, data):
         if self._in_title:
