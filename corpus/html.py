@@ -33,8 +33,10 @@ BLOCK = {
 HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 # Elements whose text a reader reads apart from the running text: their paragraphs get that kind.
 KIND_TAGS = {"figcaption": "caption", "caption": "caption", "blockquote": "quote", "address": "byline"}
-KIND_CLASS = re.compile(r"(?i)\b(?:(?P<byline>byline|author|dateline)|(?P<caption>(?:wp-)?caption(?:-text)?)|"
-                        r"(?P<note>footnotes?|endnotes?|doc-footnote|doc-endnotes?)|(?P<quote>pull-?quote|quote-?box))\b")  # fmt: skip
+KIND_CLASS = re.compile(
+    r"(?i)\b(?:(?P<byline>byline|author|dateline)|(?P<caption>(?:wp-)?caption(?:-text)?)|"
+    r"(?P<note>footnotes?|endnotes?|doc-footnote|doc-endnotes?)|(?P<quote>pull-?quote|quote-?box))\b"
+)
 
 # <meta name|property> keys for each field, best first (scholarly and Dublin Core tags are the most deliberate).
 META_TITLE = ("citation_title", "dc.title", "dcterms.title", "og:title")
@@ -63,6 +65,8 @@ class _Extractor(HTMLParser):
         self.meta: dict[str, list[str]] = {}  # <meta> name or property (lower case) -> contents, in page order
         self._in_title = False
         self.kinds: list[tuple[str, str]] = []  # open elements of another kind than the body: (tag, kind)
+        self.dropped: list[tuple[str, int, int]] = []  # (rule, raw start, raw end) of what is not text: tags, chrome
+        self._skip_from: tuple[str, int] | None = None
 
     def _offset(self) -> int:
         line, col = self.getpos()
@@ -75,7 +79,18 @@ class _Extractor(HTMLParser):
             self.chars.append(ch)
             self.pos.append(at + i if step else at)
 
+    def _tag_span(self, end_tag: bool) -> tuple[int, int]:
+        at = self._offset()
+        if end_tag or not self.get_starttag_text():
+            return at, (self.raw.find(">", at) + 1 or len(self.raw))
+        return at, at + len(self.get_starttag_text())
+
     def handle_starttag(self, tag, attrs):
+        self.dropped.append(("HTML markup (tags)", *self._tag_span(False)))
+        if tag in SKIP and not self.skip_depth:
+            self._skip_from = (tag, self._offset())
+        elif tag == "title":
+            self._skip_from = (tag, self._offset())
         if tag == "meta":
             a = {k.lower(): v for k, v in attrs if v is not None}
             key, content = (a.get("name") or a.get("property") or "").lower(), one_line(a.get("content"))
@@ -106,6 +121,12 @@ class _Extractor(HTMLParser):
         self._emit("\n\n" + (KIND_MARKS[self.kinds[-1][1]] if self.kinds else ""), self._offset(), step=False)
 
     def handle_endtag(self, tag):
+        span = self._tag_span(True)
+        self.dropped.append(("HTML markup (tags)", *span))
+        if self._skip_from and (tag == "title" or (tag in SKIP and self.skip_depth == 1)):
+            what = "metadata" if tag == "title" else "page chrome or code"
+            self.dropped.append((f"HTML <{self._skip_from[0]}> element ({what})", self._skip_from[1], span[1]))
+            self._skip_from = None
         if tag in SKIP:
             self.skip_depth = max(0, self.skip_depth - 1)
         elif tag == "title":
@@ -116,6 +137,14 @@ class _Extractor(HTMLParser):
             self._break()
         elif tag in HEADINGS or tag in BLOCK:
             self._break()
+
+    def handle_comment(self, data):
+        at = self._offset()
+        self.dropped.append(("HTML markup (comments, declarations)", at, at + len(data) + 7))
+
+    def handle_decl(self, decl):
+        at = self._offset()
+        self.dropped.append(("HTML markup (comments, declarations)", at, at + len(decl) + 3))
 
     def handle_data(self, data):
         if self._in_title:
@@ -147,6 +176,14 @@ def html_metadata(meta: dict[str, list[str]], title: str | None) -> Metadata:
         kind=first(META_KIND) or ("journal article" if meta.get("citation_journal_title") else ""),
         container=first(META_CONTAINER),
     )
+
+
+def html_dropped(raw: str) -> list[tuple[str, int, int]]:
+    """What of an HTML page is not its visible text, by rule: tags, comments, chrome elements (corpus.audit)."""
+    parser = _Extractor(raw)
+    parser.feed(raw)
+    parser.close()
+    return parser.dropped
 
 
 def html_to_mapped(raw: str) -> tuple[MappedText, Metadata]:

@@ -22,11 +22,12 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from corpus.clean import HEADING_MARK, clean_text
 from corpus.formats import EXTRACTORS, FRONT_MATTER, Extracted, Metadata, byline, extract, front_matter
-from corpus.html import html_to_mapped
+from corpus.html import html_dropped, html_to_mapped
 from corpus.mapped import MappedText
 from corpus.model import Note, Passage, Work
 from corpus.passages import WorkText, build_passages
@@ -347,6 +348,8 @@ def _ingest_file(
     works = _file_works(name, entry) or [_stated(infer_work(name, cleaned.text.text, meta), entry, corpus.viewpoints)]
     dropped: list[Dropped] | None = [] if trace else None
     if dropped is not None:
+        if fmt == "html":
+            dropped += [Dropped(rule, a, b) for rule, a, b in html_dropped(raw)]
         dropped += [Dropped(rule, int(a), int(b)) for rule, gone in cleaned.trace for a, b in _runs(gone)]
         corpus.dropped[name] = dropped
     out = []
@@ -387,7 +390,7 @@ def _left_out(dropped: dict[str, list[Dropped]], work_texts: list[WorkText], pas
 def _runs(offsets) -> list[tuple[int, int]]:
     """Sorted raw offsets as [start, end) runs."""
     out: list[tuple[int, int]] = []
-    for x in offsets.tolist():
+    for x in np.unique(offsets).tolist():
         if out and out[-1][1] == x:
             out[-1] = (out[-1][0], x + 1)
         else:

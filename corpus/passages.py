@@ -249,7 +249,7 @@ def link_notes(passages: list[Passage], notes: dict[str, tuple[dict[str, Note], 
         for n in work_notes.values():
             n.passage = None
             for p in by_work.get(work, ()):
-                if p.start <= n.start < p.end:
+                if max(p.start, n.start) < min(p.end, n.end):  # the note's markup ("*Title*") may open it
                     n.passage, holder[id(n)] = p.id, p
                     break
     for p in passages:

@@ -184,7 +184,7 @@ def paragraphs(mt: MappedText, dropped: list[Dropped] | None = None) -> list[Par
             continue
         other = None
         heading = _heading(line.text, nxt)
-        if heading is not None and back_matter and not _marked_heading(line.text) and heading.lower() not in BACK_MATTER:
+        if heading is not None and back_matter and not _marked_heading(line.text) and not _names_back_matter(heading):
             heading = None  # among references, a short plain line is a caption or an entry, not a heading
         if heading is not None:
             back_matter = _back_matter(heading, line.text, back_matter)
@@ -207,6 +207,10 @@ def paragraphs(mt: MappedText, dropped: list[Dropped] | None = None) -> list[Par
         if len(parts.get(id(para), ())) > 1:
             para.text, para.line_starts = _join(parts[id(para)])
     return out
+
+
+def _names_back_matter(heading: str) -> bool:
+    return heading.lower() in BACK_MATTER
 
 
 def _marked_heading(line: str) -> bool:
@@ -391,7 +395,8 @@ def drop_junk(
         elif dropped is not None:
             dropped.append(Dropped(reasons[i] or "reference list without a heading (not prose)", s.start, s.end))
     if dropped is not None:
-        dropped += [Dropped(r or "junk", s.start, s.end) for s, r, f in zip(sents[:cut], reasons, flags) if f]
+        junk = zip(sents[:cut], reasons[:cut], flags[:cut], strict=True)
+        dropped += [Dropped(r or "junk", s.start, s.end) for s, r, f in junk if f]
     for s in notes:
         s.section, s.kind = "Notes", "note"
     for s in quoted:

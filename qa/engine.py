@@ -254,13 +254,15 @@ class Engine:
                 year=w.year,
                 section=p.section,
                 kind=w.kind,
+                passage_kind=p.kind,
                 page=p.pages[0] if p.pages else None,
                 page_end=p.pages[1] if p.pages else None,
             ),  # fmt: skip
             also_in=[SpanOut(file=s.file, start=s.start, end=s.end) for s in p.also_in],
             viewpoint=ViewpointOut(label=w.viewpoint_label, description=w.viewpoint),
             attributions=self._attributions_of(p, w),
-            notes=[NoteOut(marker=n.marker, text=n.text, start=n.start, end=n.end) for n in p.notes],
+            notes=[NoteOut(marker=n.marker, text=n.text, start=n.start, end=n.end, passage=n.passage) for n in p.notes],
+            cited_by=list(p.cited_by),
             citation=make_citation(w, p.section, p.start, p.end, p.file, p.pages),
         )
 

@@ -246,7 +246,7 @@ def test_a_table_of_contents_or_notes_do_not_swallow_the_works_after_them(tmp_pa
 
 
 def test_brackets_in_a_formula_are_not_a_link(tmp_path):
-    """"[M + K](+)at m/z" is chemistry, not a Markdown link: cleaning it as one glued "K" and "at" into "Kat",
+    """ "[M + K](+)at m/z" is chemistry, not a Markdown link: cleaning it as one glued "K" and "at" into "Kat",
     a word the file does not hold (SciFact 712320, refused by the verbatim check)."""
     (tmp_path / "ms.md").write_text(
         "Imaging revealed 6-gingerol ([M + K](+)at m/z 333.15, positive mode) in the rhizome sections studied. "
