@@ -64,12 +64,14 @@ KIND_MARKS = {"note": "\ue001", "caption": "\ue002", "byline": "\ue003", "quote"
 MARK_KINDS = {v: k for k, v in KIND_MARKS.items()}
 NOTE_MARK, BYLINE_MARK = KIND_MARKS["note"], KIND_MARKS["byline"]
 # A byline or colophon line: who wrote, published or translated the work, for whom, when. Only labelled forms
-# ("Written by", "Published by", "Date written:", "©"): "By leaving the EU, …" is prose.
+# ("Written by", "Published by", "Date written:", "©"): "By leaving the EU, …" is prose. A short line, of at most
+# two sentences: "© J. M. 2013. All rights reserved. A challenging reappraisal of …" is an abstract after one.
 BYLINE_LINE = re.compile(
-    r"(?im)^[ \t]*(?=(?:(?:written|posted|published|translated|edited|compiled|transcribed|illustrated|"
-    r"photographed|reprinted|printed|designed|typeset)[ \t]+by\b|(?:by|authors?|date written|date published|"
-    r"written at|written for|first published|translator|copyright)[ \t]*:|©|copyright[ \t]+(?:©|\(c\)|\d{4}))"
-    r"[^\n]{0,300}$)"
+    r"(?im)^[ \t]*(?![^\n]*[.!?][ \t]+[A-Z][^\n]*[.!?][ \t]+[A-Z])"
+    r"(?=(?:(?:written|posted|published|translated|edited|compiled|transcribed|illustrated|photographed|"
+    r"reprinted|printed|designed|typeset)[ \t]+by\b|(?:by|authors?|date written|date published|written at|"
+    r"written for|first published|translator|copyright)[ \t]*:|©|copyright[ \t]+(?:©|\(c\)|\d{4}))"
+    r"[^\n]{0,200}$)"
 )
 
 # Page chrome that is not a work's text: a blog's comment form, share buttons, cookie notices.
