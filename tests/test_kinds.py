@@ -4,7 +4,6 @@ the passages that cite them; only chrome is dropped, each piece by a named rule 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -172,14 +171,15 @@ def test_notes_and_captions_are_retrieved_with_their_kind_and_link(tmp_path):
     from qa.schema import AskRequest
 
     root = collection(tmp_path, {"essay.md": ESSAY_MD, "page.html": PAGE_HTML})
-    shutil.copy(CORPUS_DIR / "manifest.toml", tmp_path / "unused.toml")  # the collection has no manifest
-    engine = Engine.load(build_default_index(root, tmp_path / "index", progress=False))
-    r = engine.ask(AskRequest(question="Who recorded the interview with the last keeper, and where?", top_k=3))
-    top = r.passages[0]
-    assert top.source.passage_kind == "note" and "lighthouse kitchen" in top.text
-    [citing] = [q for q in engine.index.passages if q.id in top.cited_by]
-    assert "forty years" in citing.text
-    assert "[note]" in render_passage(top, None, full=True, color=False)
+    engine = Engine.load(build_default_index(root, tmp_path / "index", progress=False), root)
+    r = engine.ask(AskRequest(question="In which room was the interview with the last keeper recorded, and when?"))
+    ids = [p.id for p in r.passages]
+    [note] = [p for p in r.passages[:3] if p.source.passage_kind == "note"]
+    assert "lighthouse kitchen" in note.text and note.source.start > 0
+    [citing] = note.cited_by
+    assert citing in ids[: ids.index(note.id)]  # a note ranks below the passage that cites it
+    assert any(n.passage == note.id for n in r.passages[ids.index(citing)].notes)
+    assert "[note]" in render_passage(note, None, full=True, color=False)
     r = engine.ask(AskRequest(question="Who is with the keeper in the photograph on the mole?", top_k=3))
     caption = next(p for p in r.passages if p.source.passage_kind == "caption")
     assert "daughter Marta" in caption.text
