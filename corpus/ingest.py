@@ -373,7 +373,8 @@ def _ingest_file(
 
 
 def _left_out(dropped: dict[str, list[Dropped]], work_texts: list[WorkText], passages: list[Passage]) -> None:
-    """Kept sentences in no passage: a heading whose section kept no text."""
+    """Kept sentences in no passage: a heading whose section kept no text, or whose text is a copy folded into
+    another work's passage (its also_in)."""
     spans = {(p.file, a, b) for p in passages for a, b in p.sentences}
     spans |= {(s.file, s.start, s.end) for p in passages for s in p.also_in}
     covered: dict[str, list[tuple[int, int]]] = {}
@@ -383,7 +384,8 @@ def _left_out(dropped: dict[str, list[Dropped]], work_texts: list[WorkText], pas
         inside = covered.get(w.file, [])
         for s in w.sentences:
             if (w.file, s.start, s.end) not in spans and not any(a <= s.start and s.end <= b for a, b in inside):
-                rule = "heading of a section that kept no text" if s.heading else "sentence in no passage"
+                rule = "heading alone (its section kept no text, or only a copy of another work's)"
+                rule = rule if s.heading else "sentence in no passage"
                 dropped[w.file].append(Dropped(rule, s.start, s.end))
 
 

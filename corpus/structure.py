@@ -191,9 +191,10 @@ def paragraphs(mt: MappedText, dropped: list[Dropped] | None = None) -> list[Par
             section, prev = heading, None
             if not back_matter and (at := line.text.find(heading)) >= 0:  # the heading's words, without "#"
                 out.append(Paragraph(line.slice(at, at + len(heading)), section, heading=True))
-                if dropped is not None and (at or at + len(heading) < len(line.text)):
-                    rest = [line.raw_span(0, at), line.raw_span(at + len(heading), len(line.text))]
-                    dropped += [Dropped("heading markup (#)", a, b) for a, b in rest if b > a]
+                if dropped is not None:  # "## " before the words, "##" after them (not the mark: no raw text)
+                    rest = [(0, at), (at + len(heading), len(line.text))]
+                    rest = [line.raw_span(a, b) for a, b in rest if line.text[a:b].strip(HEADING_MARK + " \t")]
+                    dropped += [Dropped("heading markup (#)", a, b) for a, b in rest]
             elif back_matter and dropped is not None:
                 dropped.append(Dropped("back-matter heading", *line.raw_span(0, len(line.text))))
         elif prev is not None and ((wrapped and not after_break) or _continues(parts[id(prev)][-1].text, line.text)):
