@@ -3,7 +3,6 @@ from its <title> and <meta> tags (citation_*, Dublin Core, Open Graph, author/da
 
 from __future__ import annotations
 
-import re
 from html import unescape
 from html.parser import HTMLParser
 
@@ -33,10 +32,14 @@ BLOCK = {
 HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 # Elements whose text a reader reads apart from the running text: their paragraphs get that kind.
 KIND_TAGS = {"figcaption": "caption", "caption": "caption", "blockquote": "quote", "address": "byline"}
-KIND_CLASS = re.compile(
-    r"(?i)\b(?:(?P<byline>byline|author|dateline)|(?P<caption>(?:wp-)?caption(?:-text)?)|"
-    r"(?P<note>footnotes?|endnotes?|doc-footnote|doc-endnotes?)|(?P<quote>pull-?quote|quote-?box))\b"
-)
+# Class names and ARIA roles (whole tokens) that mark such an element; never on the page's or article's own element.
+KIND_CLASS = {
+    "byline": "byline", "author": "byline", "dateline": "byline", "caption": "caption", "wp-caption-text": "caption",
+    "figure-caption": "caption", "footnote": "note", "footnotes": "note", "endnote": "note", "endnotes": "note",
+    "doc-footnote": "note", "doc-endnote": "note", "doc-endnotes": "note", "pullquote": "quote", "pull-quote": "quote",
+    "quote-box": "quote", "quotebox": "quote",
+}  # fmt: skip
+NOT_KIND_TAGS = {"html", "body", "article", "main"}
 
 # <meta name|property> keys for each field, best first (scholarly and Dublin Core tags are the most deliberate).
 META_TITLE = ("citation_title", "dc.title", "dcterms.title", "og:title")
@@ -112,9 +115,11 @@ class _Extractor(HTMLParser):
     def _kind_of(tag: str, attrs) -> str | None:
         if tag in KIND_TAGS:
             return KIND_TAGS[tag]
+        if tag in NOT_KIND_TAGS:
+            return None
         a = {k.lower(): v or "" for k, v in attrs}
-        m = KIND_CLASS.search(" ".join((a.get("class", ""), a.get("role", ""), a.get("itemprop", ""))))
-        return m.lastgroup if m else None
+        tokens = " ".join((a.get("class", ""), a.get("role", ""), a.get("itemprop", ""))).lower().split()
+        return next((KIND_CLASS[t] for t in tokens if t in KIND_CLASS), None)
 
     def _break(self) -> None:
         """A paragraph break; inside a caption, note, byline or quote, the next paragraph is of its kind."""
