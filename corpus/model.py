@@ -52,11 +52,13 @@ class Note:
     start: int
     end: int
     passage: str | None = None  # id of the note passage that holds the note's text
+    cited_at: list[int] = field(default_factory=list)  # raw offsets of its markers in the text
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if self.passage is None:
-            del d["passage"]
+        for key in ("passage", "cited_at"):  # an unlinked note's record stays as it was
+            if not d[key]:
+                del d[key]
         return d
 
 

@@ -245,9 +245,9 @@ def link_notes(passages: list[Passage], notes: dict[str, tuple[dict[str, Note], 
         if p.kind == "note":
             by_work[p.work].append(p)
     holder: dict[int, Passage] = {}
-    for work, (work_notes, _) in notes.items():
+    for work, (work_notes, refs) in notes.items():
         for n in work_notes.values():
-            n.passage = None
+            n.passage, n.cited_at = None, sorted({pos for k, pos in refs if work_notes.get(k) is n})
             for p in by_work.get(work, ()):
                 if max(p.start, n.start) < min(p.end, n.end):  # the note's markup ("*Title*") may open it
                     n.passage, holder[id(n)] = p.id, p

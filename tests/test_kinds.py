@@ -40,8 +40,8 @@ left for the canning towns on the coast and the dykes were allowed to silt up.[^
 
 PAGE_HTML = """<html><head><title>Harbour</title></head><body><h1>Harbour lights</h1>
 <p class="byline">By Ana Reis, 3 March 2021</p>
-<p>The keeper lit the harbour lights each evening for forty years, and the fishermen came home by them through
-every winter storm.</p>
+<p>The lamps of the old harbour were trimmed at every dusk, and the trawlers steered home by them through the
+winter gales.</p>
 <figure><img src="k.jpg"><figcaption>The keeper, Joao Silva, with his daughter Marta on the mole in 1950
 </figcaption></figure>
 <blockquote>We never lost a boat while the lights burned, the old men of the port still say.</blockquote>
@@ -107,7 +107,7 @@ def test_html_captions_quotes_and_bylines_are_kept_apart_and_chrome_goes(tmp_pat
     assert by_kind["quote"] == ["We never lost a boat while the lights burned, the old men of the port still say."]
     assert by_kind["byline"] == ["By Ana Reis, 3 March 2021"]
     body = " ".join(by_kind["body"])
-    assert "Joao Silva" not in body and "keeper lit" in body and "small museum" in body
+    assert "Joao Silva" not in body and "trawlers steered home" in body and "small museum" in body
     assert "Home" not in " ".join(p.text for p in c.passages) and "Leave a comment" not in body
 
 
@@ -180,6 +180,11 @@ def test_notes_and_captions_are_retrieved_with_their_kind_and_link(tmp_path):
     assert citing in ids[: ids.index(note.id)]  # a note ranks below the passage that cites it
     assert any(n.passage == note.id for n in r.passages[ids.index(citing)].notes)
     assert "[note]" in render_passage(note, None, full=True, color=False)
+    # asked where a statement of the body comes from, its note (about the question too) comes right below it
+    question = "Who says the fishermen came home through every winter storm of the long northern coast?"
+    r = engine.ask(AskRequest(question=question))
+    ids = [p.id for p in r.passages]
+    assert ids[ids.index(citing) + 1] == note.id
     r = engine.ask(AskRequest(question="Who is with the keeper in the photograph on the mole?", top_k=3))
     caption = next(p for p in r.passages if p.source.passage_kind == "caption")
     assert "daughter Marta" in caption.text
