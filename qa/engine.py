@@ -157,7 +157,7 @@ class Engine:
         """Candidates by relevance, near-copies folded: (ranked candidates, their copies' spans by position)."""
         cands = self.retriever.candidates(question, qvec, POOL, allowed)
         self.retriever.score(question, qvec, cands, self.weights)
-        cands.sort(key=lambda c: -c.score)
+        cands.sort(key=lambda c: (-c.score, c.pos))  # ties (a note capped below the passage citing it) in order
         return self._fold_copies(cands)
 
     def _fold_copies(self, ranked: list[Candidate]) -> tuple[list[Candidate], dict[int, list[dict]]]:

@@ -196,7 +196,7 @@ class Retriever:
         """The notes whose marker follows the best sentence of one of the NOTES_OF_TOP best passages, added to
         the candidates: note position -> (score, position) of the passage whose sentence it follows."""
         out: dict[int, float] = {}
-        for c in sorted(cands, key=lambda c: -c.score)[:NOTES_OF_TOP]:
+        for c in sorted(cands, key=lambda c: (-c.score, c.pos))[:NOTES_OF_TOP]:
             if not self.marked[c.pos]:
                 continue
             p = self.index.passages[c.pos]
