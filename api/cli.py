@@ -109,6 +109,27 @@ def corpus_stats(corpus_dir: Path | None) -> None:
     click.echo(format_stats(load_corpus(settings_with(corpus_dir=corpus_dir).corpus_dir)))
 
 
+@corpus.command("audit")
+@click.argument("files", nargs=-1)
+@click.option("--samples", default=3, show_default=True, help="pieces shown for each rule")
+@corpus_option
+def corpus_audit(files: tuple[str, ...], samples: int, corpus_dir: Path | None) -> None:
+    """What ingestion leaves out of every passage, by the rule that drops it (chrome, markers, reference lists).
+
+    FILES are names of files in the collection's folder (default: all of them). Exits 1 if some text with words
+    is left out by no rule."""
+    from corpus.audit import audit, format_audit
+
+    root = settings_with(corpus_dir=corpus_dir).corpus_dir
+    names = [Path(f).name for f in files]
+    if missing := [n for n in names if not (root / n).is_file()]:
+        raise click.UsageError(f"not in the collection's folder {root}: {', '.join(missing)}")
+    audits = audit(root, names or None)
+    click.echo(format_audit(audits, samples=samples))
+    if any(a.unexplained for a in audits.values()):
+        raise SystemExit(1)
+
+
 @cli.group()
 def index() -> None:
     """Build or extend the search index."""

@@ -44,8 +44,10 @@ collection does not answer the question: say so instead of answering from the ne
 ASK = """\
 Answer a question with ranked passages quoted verbatim from the collection (the JSON of POST /v1/ask).
 Each passage has its text, `highlights` (the sentences that answer best), `source` (work, title, author, \
-year, section, character offsets), `citation` (`text` ready to quote, `csl` as CSL-JSON), `viewpoint` and \
-`attributions` (whose view the passage reports). `answered` is false when the collection does not answer; \
+year, section, character offsets; `passage_kind`: body, note, caption, byline or quote), `citation` (`text` \
+ready to quote, `csl` as CSL-JSON), `viewpoint` and `attributions` (whose view the passage reports). A note \
+passage's `cited_by` lists the passages that cite it; a passage's `notes` give each note's passage id. \
+`answered` is false when the collection does not answer; \
 `reason` says why, and the passages are then only the nearest ones. Each passage's `supports_answer` \
 (with its probability `support`) says whether it supports an answer: cite those. `viewpoints` \
 groups the passage ids by viewpoint. By default the top results cover every viewpoint the collection holds \

@@ -64,7 +64,8 @@ def render_passage(p: PassageOut, raw: str | None, full: bool, color: bool) -> s
     src = p.source
     year = f", {src.year}" if src.year else ""
     where = f" — § {src.section}" if src.section else ""
-    head = printable(f"{p.rank:>2}. {src.title} ({src.author}{year}){where}")
+    tag = f"[{src.passage_kind}] " if src.passage_kind != "body" else ""  # a note, a caption, a byline, a quote
+    head = printable(f"{p.rank:>2}. {tag}{src.title} ({src.author}{year}){where}")
     lines = [click.style(head, bold=True) if color else head]
     described = f" — {p.viewpoint.description}" if p.viewpoint.description else ""
     lines.append(printable(f"    viewpoint: {p.viewpoint.label}{described}"))
@@ -81,6 +82,11 @@ def render_passage(p: PassageOut, raw: str | None, full: bool, color: bool) -> s
         lines.append(f"    (does not support an answer: support {p.support:.2f})")
     lines.append(_wrap("cite: " + p.citation.text, "    "))
     lines.append(f"    id: {p.id}")
+    if p.cited_by:
+        lines.append(_wrap("note cited from: " + ", ".join(p.cited_by), "    "))
+    linked = [f"{n.marker} → {n.passage}" for n in p.notes if n.passage]
+    if linked:
+        lines.append(_wrap("notes: " + "; ".join(linked), "    "))
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 
-from corpus.clean import HEADING_MARK
+from corpus.clean import HEADING_MARK, KIND_MARKS
 from corpus.formats import Metadata, names, one_line, year_of
 from corpus.mapped import MappedText
 
@@ -30,6 +30,16 @@ BLOCK = {
     "pre", "br", "hr", "dd", "dt", "dl", "figure", "figcaption", "body",
 }  # fmt: skip
 HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+# Elements whose text a reader reads apart from the running text: their paragraphs get that kind.
+KIND_TAGS = {"figcaption": "caption", "caption": "caption", "blockquote": "quote", "address": "byline"}
+# Class names and ARIA roles (whole tokens) that mark such an element; never on the page's or article's own element.
+KIND_CLASS = {
+    "byline": "byline", "author": "byline", "dateline": "byline", "caption": "caption", "wp-caption-text": "caption",
+    "figure-caption": "caption", "footnote": "note", "footnotes": "note", "endnote": "note", "endnotes": "note",
+    "doc-footnote": "note", "doc-endnote": "note", "doc-endnotes": "note", "pullquote": "quote", "pull-quote": "quote",
+    "quote-box": "quote", "quotebox": "quote",
+}  # fmt: skip
+NOT_KIND_TAGS = {"html", "body", "article", "main"}
 
 # <meta name|property> keys for each field, best first (scholarly and Dublin Core tags are the most deliberate).
 META_TITLE = ("citation_title", "dc.title", "dcterms.title", "og:title")
@@ -57,6 +67,9 @@ class _Extractor(HTMLParser):
         self.title: str | None = None
         self.meta: dict[str, list[str]] = {}  # <meta> name or property (lower case) -> contents, in page order
         self._in_title = False
+        self.kinds: list[tuple[str, str]] = []  # open elements of another kind than the body: (tag, kind)
+        self.dropped: list[tuple[str, int, int]] = []  # (rule, raw start, raw end) of what is not text: tags, chrome
+        self._skip_from: tuple[str, int] | None = None
 
     def _offset(self) -> int:
         line, col = self.getpos()
@@ -69,7 +82,18 @@ class _Extractor(HTMLParser):
             self.chars.append(ch)
             self.pos.append(at + i if step else at)
 
+    def _tag_span(self, end_tag: bool) -> tuple[int, int]:
+        at = self._offset()
+        if end_tag or not self.get_starttag_text():
+            return at, (self.raw.find(">", at) + 1 or len(self.raw))
+        return at, at + len(self.get_starttag_text())
+
     def handle_starttag(self, tag, attrs):
+        self.dropped.append(("HTML markup (tags)", *self._tag_span(False)))
+        if tag in SKIP and not self.skip_depth:
+            self._skip_from = (tag, self._offset())
+        elif tag == "title":
+            self._skip_from = (tag, self._offset())
         if tag == "meta":
             a = {k.lower(): v for k, v in attrs if v is not None}
             key, content = (a.get("name") or a.get("property") or "").lower(), one_line(a.get("content"))
@@ -79,18 +103,53 @@ class _Extractor(HTMLParser):
             self.skip_depth += 1
         elif tag == "title":
             self._in_title = True
+        elif kind := self._kind_of(tag, attrs):
+            self.kinds.append((tag, kind))
+            self._break()
         elif tag in HEADINGS:
             self._emit("\n" + HEADING_MARK, self._offset(), step=False)
         elif tag in BLOCK:
-            self._emit("\n\n", self._offset(), step=False)
+            self._break()
+
+    @staticmethod
+    def _kind_of(tag: str, attrs) -> str | None:
+        if tag in KIND_TAGS:
+            return KIND_TAGS[tag]
+        if tag in NOT_KIND_TAGS:
+            return None
+        a = {k.lower(): v or "" for k, v in attrs}
+        tokens = " ".join((a.get("class", ""), a.get("role", ""), a.get("itemprop", ""))).lower().split()
+        return next((KIND_CLASS[t] for t in tokens if t in KIND_CLASS), None)
+
+    def _break(self) -> None:
+        """A paragraph break; inside a caption, note, byline or quote, the next paragraph is of its kind."""
+        self._emit("\n\n" + (KIND_MARKS[self.kinds[-1][1]] if self.kinds else ""), self._offset(), step=False)
 
     def handle_endtag(self, tag):
+        span = self._tag_span(True)
+        self.dropped.append(("HTML markup (tags)", *span))
+        if self._skip_from and (tag == "title" or (tag in SKIP and self.skip_depth == 1)):
+            what = "metadata" if tag == "title" else "page chrome or code"
+            self.dropped.append((f"HTML <{self._skip_from[0]}> element ({what})", self._skip_from[1], span[1]))
+            self._skip_from = None
         if tag in SKIP:
             self.skip_depth = max(0, self.skip_depth - 1)
         elif tag == "title":
             self._in_title = False
+        elif any(t == tag for t, _ in self.kinds):
+            while self.kinds and self.kinds.pop()[0] != tag:
+                pass
+            self._break()
         elif tag in HEADINGS or tag in BLOCK:
-            self._emit("\n\n", self._offset(), step=False)
+            self._break()
+
+    def handle_comment(self, data):
+        at = self._offset()
+        self.dropped.append(("HTML markup (comments, declarations)", at, at + len(data) + 7))
+
+    def handle_decl(self, decl):
+        at = self._offset()
+        self.dropped.append(("HTML markup (comments, declarations)", at, at + len(decl) + 3))
 
     def handle_data(self, data):
         if self._in_title:
@@ -122,6 +181,14 @@ def html_metadata(meta: dict[str, list[str]], title: str | None) -> Metadata:
         kind=first(META_KIND) or ("journal article" if meta.get("citation_journal_title") else ""),
         container=first(META_CONTAINER),
     )
+
+
+def html_dropped(raw: str) -> list[tuple[str, int, int]]:
+    """What of an HTML page is not its visible text, by rule: tags, comments, chrome elements (corpus.audit)."""
+    parser = _Extractor(raw)
+    parser.feed(raw)
+    parser.close()
+    return parser.dropped
 
 
 def html_to_mapped(raw: str) -> tuple[MappedText, Metadata]:

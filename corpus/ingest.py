@@ -22,15 +22,16 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from corpus.clean import HEADING_MARK, clean_text
 from corpus.formats import EXTRACTORS, FRONT_MATTER, Extracted, Metadata, byline, extract, front_matter
-from corpus.html import html_to_mapped
+from corpus.html import html_dropped, html_to_mapped
 from corpus.mapped import MappedText
 from corpus.model import Note, Passage, Work
 from corpus.passages import WorkText, build_passages
-from corpus.structure import MD_HEADING, drop_junk, paragraphs, sentences
+from corpus.structure import MD_HEADING, Dropped, drop_junk, paragraphs, sentences
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class Corpus:
     stats: dict[str, WorkStats] = field(default_factory=dict)
     pages: dict[str, list[int]] = field(default_factory=dict)  # paginated file -> raw offset where each page begins
     manifest_files: dict[str, str] = field(default_factory=dict)  # {"manifest.toml": sha256}, if there is one
+    # With load_corpus(trace=True): file -> what cleaning and structure left out of every passage, by rule.
+    dropped: dict[str, list[Dropped]] | None = None
 
     @property
     def recorded_files(self) -> dict[str, str]:
@@ -262,16 +265,23 @@ def collection_name(root: Path, manifest: dict | None = None) -> str:
     return manifest.get("corpus", {}).get("name", root.resolve().name)
 
 
-def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None, progress: bool = False) -> Corpus:
-    """Ingest every supported file in `root` (and `extra_files`) into works and passages."""
+def load_corpus(
+    root: Path = CORPUS_DIR,
+    extra_files: list[Path] | None = None,
+    progress: bool = False,
+    trace: bool = False,
+    only: set[str] | None = None,
+) -> Corpus:
+    """Ingest every supported file in `root` (and `extra_files`), or `only` the files so named, into works and
+    passages. With `trace`, Corpus.dropped records what each rule left out (corpus.audit reports it)."""
     manifest = load_manifest(root)
     entries = {f["name"]: f for f in manifest.get("files", [])}
-    found = candidates(root)
+    found = [(p, r) for p, r in candidates(root) if only is None or p.name in only]
     found += [(p, None) for p in extra_files or [] if p.name not in {q.name for q, _ in found}]
     corpus = Corpus(
         root=root, name=collection_name(root, manifest), works={}, passages=[], files={},
         texts={}, viewpoints=dict(manifest.get("viewpoints", {})), holders=dict(manifest.get("holders", {})),
-        manifest_files=manifest_checksum(root),
+        manifest_files=manifest_checksum(root), dropped={} if trace else None,
     )  # fmt: skip
     work_texts: list[WorkText] = []
     notes: dict[str, tuple[dict[str, Note], list]] = {}
@@ -296,6 +306,8 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None, 
         entry = entries.get(path.name)
         work_texts += _ingest_file(corpus, path.name, raw, FORMATS[path.suffix.lower()], entry, notes, extracted)
     passages, collapsed = build_passages(work_texts, notes)
+    if corpus.dropped is not None:
+        _left_out(corpus.dropped, work_texts, passages)
     for p in passages:
         if p.file in corpus.pages:  # where the passage starts, and where it ends
             starts = corpus.pages[p.file]
@@ -310,9 +322,12 @@ def load_corpus(root: Path = CORPUS_DIR, extra_files: list[Path] | None = None, 
     return corpus
 
 
-def _prepared(raw: str, fmt: str, extracted: Extracted | None) -> tuple[MappedText | None, Metadata, list[str]]:
-    """Where cleaning starts (None: the raw text itself), the file's own metadata, and what cleaning deletes
-    first: front matter and a byline are metadata, never passages."""
+def _prepared(
+    raw: str, fmt: str, extracted: Extracted | None
+) -> tuple[MappedText | None, Metadata, list[str], list[str]]:
+    """Where cleaning starts (None: the raw text itself), the file's own metadata, what cleaning deletes first
+    (front matter: metadata, never passages), and the pattern of a byline naming the stated authors (a byline
+    passage)."""
     if fmt == "html":
         start, meta = html_to_mapped(raw)
     elif extracted is not None:
@@ -321,25 +336,65 @@ def _prepared(raw: str, fmt: str, extracted: Extracted | None) -> tuple[MappedTe
         start, meta = None, front_matter(raw) if fmt == "markdown" else None
     drop = [FRONT_MATTER.pattern] if meta and fmt == "markdown" else []
     meta = meta or Metadata()
-    return start, meta, drop + [p for p in [byline(meta.authors)] if p]
+    return start, meta, drop, [p for p in [byline(meta.authors)] if p]
 
 
 def _ingest_file(
     corpus: Corpus, name: str, raw: str, fmt: str, entry: dict | None, notes, extracted: Extracted | None = None
 ) -> list[WorkText]:
-    start, meta, drop = _prepared(raw, fmt, extracted)
-    cleaned = clean_text(raw, drop + (entry or {}).get("drop", []), start)
+    start, meta, drop, bylines = _prepared(raw, fmt, extracted)
+    trace = corpus.dropped is not None
+    cleaned = clean_text(raw, drop + (entry or {}).get("drop", []), start, bylines=bylines, trace=trace)
     works = _file_works(name, entry) or [_stated(infer_work(name, cleaned.text.text, meta), entry, corpus.viewpoints)]
-    notes[name] = (cleaned.notes, cleaned.note_refs)
+    dropped: list[Dropped] | None = [] if trace else None
+    if dropped is not None:
+        if fmt == "html":
+            dropped += [Dropped(rule, a, b) for rule, a, b in html_dropped(raw)]
+        dropped += [Dropped(rule, int(a), int(b)) for rule, gone in cleaned.trace for a, b in _runs(gone)]
+        corpus.dropped[name] = dropped
     out = []
     for work, (a, b) in zip(works, _work_ranges(raw, works), strict=True):
         if work.id in corpus.works:
             raise ManifestError(f"{name}: work id {work.id!r} is used twice")
         corpus.works[work.id] = work
+        # A work's notes are cited from its own text only: "[3]" in the next work is that work's.
+        inside = {k: n for k, n in cleaned.notes.items() if a <= n.start < b}
+        notes[work.id] = (inside, [(k, pos) for k, pos in cleaned.note_refs if k in inside and a <= pos < b])
         mt = cleaned.text
         lo, hi = (int(x) for x in mt.pos.searchsorted([a, b]))
-        sents = drop_junk(sentences(paragraphs(mt.slice(lo, hi))))
+        paras = paragraphs(mt.slice(lo, hi), dropped)
+        body = [p for p in paras if p.kind == "body"]  # numbered first: other kinds do not split the body's runs
+        rest = [p for p in paras if p.kind != "body"]
+        sents = drop_junk(sentences(body, 0, dropped) + sentences(rest, len(body), dropped), dropped=dropped)
         kept = sum(s.end - s.start for s in sents)
         corpus.stats[work.id] = WorkStats(chrome_dropped_chars=max(0, (b - a) - kept))
         out.append(WorkText(work.id, name, sents))
+    return out
+
+
+def _left_out(dropped: dict[str, list[Dropped]], work_texts: list[WorkText], passages: list[Passage]) -> None:
+    """Kept sentences in no passage: a heading whose section kept no text, or whose text is a copy folded into
+    another work's passage (its also_in)."""
+    spans = {(p.file, a, b) for p in passages for a, b in p.sentences}
+    spans |= {(s.file, s.start, s.end) for p in passages for s in p.also_in}
+    covered: dict[str, list[tuple[int, int]]] = {}
+    for f, a, b in spans:
+        covered.setdefault(f, []).append((a, b))
+    for w in work_texts:
+        inside = covered.get(w.file, [])
+        for s in w.sentences:
+            if (w.file, s.start, s.end) not in spans and not any(a <= s.start and s.end <= b for a, b in inside):
+                rule = "heading alone (its section kept no text, or only a copy of another work's)"
+                rule = rule if s.heading else "sentence in no passage"
+                dropped[w.file].append(Dropped(rule, s.start, s.end))
+
+
+def _runs(offsets) -> list[tuple[int, int]]:
+    """Sorted raw offsets as [start, end) runs."""
+    out: list[tuple[int, int]] = []
+    for x in np.unique(offsets).tolist():
+        if out and out[-1][1] == x:
+            out[-1] = (out[-1][0], x + 1)
+        else:
+            out.append((x, x + 1))
     return out

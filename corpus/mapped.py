@@ -55,6 +55,26 @@ class MappedText:
         offsets.append(self.pos[last:])
         return MappedText("".join(parts), np.concatenate(offsets), self.raw_len)
 
+    def replace(self, spans: list[tuple[int, int, str]]) -> MappedText:
+        """Replace each (a, b, new) of sorted, non-overlapping spans of the text (a == b inserts `new`); new
+        characters map to the raw offset of text[a], as in `sub`."""
+        parts: list[str] = []
+        offsets: list[np.ndarray] = []
+        last = 0
+        for a, b, new in spans:
+            parts.append(self.text[last:a])
+            offsets.append(self.pos[last:a])
+            if new:
+                anchor = self.pos[a] if a < len(self.pos) else self.raw_len
+                parts.append(new)
+                offsets.append(np.full(len(new), anchor, dtype=np.int64))
+            last = b
+        if not spans:
+            return self
+        parts.append(self.text[last:])
+        offsets.append(self.pos[last:])
+        return MappedText("".join(parts), np.concatenate(offsets), self.raw_len)
+
     def slice(self, a: int, b: int) -> MappedText:
         return MappedText(self.text[a:b], self.pos[a:b], self.raw_len)
 

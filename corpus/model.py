@@ -51,6 +51,21 @@ class Note:
     text: str
     start: int
     end: int
+    passage: str | None = None  # id of the note passage that holds the note's text
+    cited_at: list[int] = field(default_factory=list)  # raw offsets of its markers in the text
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("passage", "cited_at"):  # an unlinked note's record stays as it was
+            if not d[key]:
+                del d[key]
+        return d
+
+
+# What a passage is to the reader of its work. "body": the running text (and its headings); "note": a footnote or
+# endnote (or a prose note among references); "caption": an image's or a table's caption; "byline": a byline or
+# colophon (who wrote or published the work, for whom, when); "quote": a block quotation set apart (a quote box).
+PASSAGE_KINDS = ("body", "note", "caption", "byline", "quote")
 
 
 @dataclass
@@ -72,6 +87,8 @@ class Passage:
     also_in: list[Span] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     pages: tuple[int, int] | None = None  # first and last page it lies on, in a paginated file (PDF)
+    kind: str = "body"  # one of PASSAGE_KINDS
+    cited_by: list[str] = field(default_factory=list)  # a note's: ids of the passages whose text carries its marker
 
     @property
     def words(self) -> int:
@@ -84,6 +101,11 @@ class Passage:
             del d["pages"]
         else:
             d["pages"] = list(self.pages)
+        d["notes"] = [n.to_dict() for n in self.notes]
+        if self.kind == "body":  # an index of body passages only stays as it was
+            del d["kind"]
+        if not self.cited_by:
+            del d["cited_by"]
         return d
 
     @classmethod
@@ -100,4 +122,6 @@ class Passage:
             also_in=[Span(**s) for s in d.get("also_in", [])],
             notes=[Note(**n) for n in d.get("notes", [])],
             pages=tuple(d["pages"]) if d.get("pages") else None,
+            kind=d.get("kind", "body"),
+            cited_by=list(d.get("cited_by", [])),
         )

@@ -140,6 +140,18 @@ def chunk(sents: list[Sentence]) -> list[list[Sentence]]:
     return _merge_short_tails(_headings_lead(chunks))
 
 
+def chunk_apart(sents: list[Sentence]) -> list[list[Sentence]]:
+    """Notes, captions, bylines and quotes: each paragraph (one note, one caption) its own passage, a long one
+    chunked like the body."""
+    groups: list[list[Sentence]] = []
+    for s in sents:
+        if groups and s.paragraph == groups[-1][-1].paragraph and s.kind == groups[-1][-1].kind:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return [c for g in groups for c in chunk(g)]
+
+
 def _headings_lead(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
     """Headings alone in a chunk (a heading right above a sub-heading) open the chunk right under them. A heading
     whose section kept no text (a list of names dropped as junk) is structure, not content: it goes."""
@@ -193,7 +205,8 @@ def build_passages(
     taken: set[str] = set()
     for wi, w in enumerate(works):
         index_of = {id(s): si for si, s in enumerate(w.sentences)}
-        for c in chunk(w.sentences):
+        body = [s for s in w.sentences if s.kind == "body"]
+        for c in chunk(body) + chunk_apart([s for s in w.sentences if s.kind != "body"]):
             keys = [index_of[id(s)] for s in c]
             copies = [w.dup_of[k] for k in keys]
             if all(m is not None or s.heading for s, m in zip(c, copies, strict=True)):  # a version's copy
@@ -201,7 +214,7 @@ def build_passages(
                 collapsed[w.work] += 1
                 continue
             text = " ".join(s.text for s in c)
-            file_notes, refs = notes.get(w.file, ({}, []))
+            work_notes, refs = notes.get(w.work, ({}, []))
             p = Passage(
                 id=passage_id(w.work, text, taken),
                 file=w.file,
@@ -211,7 +224,8 @@ def build_passages(
                 section=Counter(s.section for s in c).most_common(1)[0][0],
                 text=text,
                 sentences=[(s.start, s.end) for s in c],
-                notes=_notes_in(c[0].start, c[-1].end, file_notes, refs),
+                notes=_notes_in(c[0].start, c[-1].end, work_notes, refs),
+                kind=c[0].kind,
             )
             passages.append(p)
             for k in keys:
@@ -219,7 +233,29 @@ def build_passages(
             for s, m in zip(c, copies, strict=True):  # copied sentences inside a kept chunk
                 if m is not None and m in owner and owner[m] is not p:
                     _add_span(owner[m], Span(w.file, s.start, s.end))
+    link_notes(passages, notes)
     return passages, dict(collapsed)
+
+
+def link_notes(passages: list[Passage], notes: dict[str, tuple[dict[str, Note], list]]) -> None:
+    """Each note to the note passage holding its text (Note.passage), and each note passage to the passages whose
+    text carries the note's marker (Passage.cited_by)."""
+    by_work: dict[str, list[Passage]] = defaultdict(list)
+    for p in passages:
+        if p.kind == "note":
+            by_work[p.work].append(p)
+    holder: dict[int, Passage] = {}
+    for work, (work_notes, refs) in notes.items():
+        for n in work_notes.values():
+            n.passage, n.cited_at = None, sorted({pos for k, pos in refs if work_notes.get(k) is n})
+            for p in by_work.get(work, ()):
+                if max(p.start, n.start) < min(p.end, n.end):  # the note's markup ("*Title*") may open it
+                    n.passage, holder[id(n)] = p.id, p
+                    break
+    for p in passages:
+        for n in p.notes:
+            if (q := holder.get(id(n))) is not None and q is not p and p.id not in q.cited_by:
+                q.cited_by.append(p.id)
 
 
 def _record_copy(file: str, chunk_sents, copies, owner) -> None:
@@ -245,7 +281,7 @@ def _add_span(p: Passage, span: Span) -> None:
 
 def _notes_in(start: int, end: int, notes: dict[str, Note], refs: list[tuple[str, int]]) -> list[Note]:
     seen: dict[str, Note] = {}
-    for marker, pos in refs:
-        if start <= pos < end and marker in notes:
+    for marker, pos in refs:  # a marker right after the passage's last word ("… war.[3]") is the passage's
+        if start <= pos <= end and marker in notes:
             seen.setdefault(marker, notes[marker])
     return list(seen.values())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import blingfire
 import numpy as np
 
-from corpus.clean import HEADING_MARK, SOFT_HYPHEN
+from corpus.clean import HEADING_MARK, MARK_KINDS, SOFT_HYPHEN
 from corpus.mapped import MappedText
 
 BACK_MATTER = {
@@ -49,6 +49,7 @@ class Paragraph:
     back_matter: bool = False  # see also, references, notes: only quotations in them are kept
     heading: bool = False  # a section heading: read by readers, so searchable text like any other
     line_starts: list[int] = field(default_factory=list)  # where each joined line begins in text (after the 1st)
+    kind: str = "body"  # see corpus.model.PASSAGE_KINDS
 
 
 @dataclass
@@ -61,6 +62,19 @@ class Sentence:
     words: int
     back_matter: bool = False
     heading: bool = False
+    kind: str = "body"
+
+
+_BACK_MATTER_RULE = "back matter: reference and link lists (see also, references, further reading, external links)"
+
+
+@dataclass
+class Dropped:
+    """Text that structure recovery left out of every passage, and the rule that did (corpus.audit)."""
+
+    rule: str
+    start: int  # raw
+    end: int  # raw
 
 
 def _lines(mt: MappedText) -> list[MappedText]:
@@ -137,8 +151,12 @@ def _next_nonempty(lines: list[MappedText]) -> list[str | None]:
     return out
 
 
-def paragraphs(mt: MappedText) -> list[Paragraph]:
-    """Split a work's cleaned text into paragraphs with their section; stop at back matter."""
+def paragraphs(mt: MappedText, dropped: list[Dropped] | None = None) -> list[Paragraph]:
+    """Split a work's cleaned text into paragraphs with their section; stop at back matter.
+
+    A line opened by a kind mark (corpus.clean.KIND_MARKS) starts a paragraph of that kind, which takes the
+    lines right below it (no blank line between) that continue it; the body paragraph it interrupts (a footnote
+    block between two pages) may still continue after it."""
     lines = _lines(mt)
     wrapped = _is_hard_wrapped(lines)
     following = _next_nonempty(lines)
@@ -146,17 +164,39 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
     parts: dict[int, list[MappedText]] = {}  # id of a paragraph -> its lines, joined once at the end
     section: str | None = None
     prev: Paragraph | None = None  # the paragraph a line may continue (none right after a heading)
+    other: Paragraph | None = None  # the paragraph of another kind the next line may continue
     after_break = back_matter = False
     for line, nxt in zip(lines, following, strict=True):
         if not line.text:
-            after_break = True
+            after_break, other = True, None
             continue
+        if (kind := MARK_KINDS.get(line.text[0])) is not None:
+            text = line.slice(1, len(line.text))
+            text = text.slice(len(text.text) - len(text.text.lstrip()), len(text.text))
+            if text.text:
+                other = Paragraph(text, section, kind=kind)
+                parts[id(other)] = [text]
+                out.append(other)
+            after_break = False
+            continue
+        if other is not None and not after_break and _continues_other(other, parts[id(other)][-1].text, line.text):
+            parts[id(other)].append(line)
+            continue
+        other = None
         heading = _heading(line.text, nxt)
+        if heading is not None and back_matter and not _marked_heading(line.text) and not _names_back_matter(heading):
+            heading = None  # among references, a short plain line is a caption or an entry, not a heading
         if heading is not None:
             back_matter = _back_matter(heading, line.text, back_matter)
             section, prev = heading, None
             if not back_matter and (at := line.text.find(heading)) >= 0:  # the heading's words, without "#"
                 out.append(Paragraph(line.slice(at, at + len(heading)), section, heading=True))
+                if dropped is not None:  # "## " before the words, "##" after them (not the mark: no raw text)
+                    rest = [(0, at), (at + len(heading), len(line.text))]
+                    rest = [line.raw_span(a, b) for a, b in rest if line.text[a:b].strip(HEADING_MARK + " \t")]
+                    dropped += [Dropped("heading markup (#)", a, b) for a, b in rest]
+            elif back_matter and dropped is not None:
+                dropped.append(Dropped("back-matter heading", *line.raw_span(0, len(line.text))))
         elif prev is not None and ((wrapped and not after_break) or _continues(parts[id(prev)][-1].text, line.text)):
             parts[id(prev)].append(line)
         else:
@@ -168,6 +208,24 @@ def paragraphs(mt: MappedText) -> list[Paragraph]:
         if len(parts.get(id(para), ())) > 1:
             para.text, para.line_starts = _join(parts[id(para)])
     return out
+
+
+def _names_back_matter(heading: str) -> bool:
+    return heading.lower() in BACK_MATTER
+
+
+def _marked_heading(line: str) -> bool:
+    return line.startswith(HEADING_MARK) or MD_HEADING.match(line) is not None
+
+
+def _continues_other(para: Paragraph, prev: str, line: str) -> bool:
+    """Whether a line right below a note, caption or byline continues it: a byline takes a short line ("January
+    2023" below "Published by Red Rebel Press"), the others a line that goes on with their sentence."""
+    if line[0] in MARK_KINDS or line.startswith(HEADING_MARK) or MD_HEADING.match(line):
+        return False
+    if para.kind == "byline":
+        return len(line.split()) <= 8 and prev[-1:] not in TERMINAL
+    return _continues(prev, line)
 
 
 def _back_matter(heading: str, line: str, back_matter: bool) -> bool:
@@ -186,20 +244,56 @@ def _prose_words(text: str) -> list[str]:
 
 def is_junk(text: str) -> bool:
     """Reference entries and bare lists of names or titles, not prose a researcher would quote."""
+    return junk_reason(text) is not None
+
+
+def junk_reason(text: str) -> str | None:
+    """Why a sentence is not prose a researcher would quote (a reference entry, a list of names), or None."""
     words = _prose_words(text)
     if not words:
-        return True
-    if REFERENCE_STRONG.search(text) or CONTENTS_ENTRY.search(text):
-        return True
+        return "no words (punctuation, symbols)"
+    if CONTENTS_ENTRY.search(text):
+        return "table of contents entry"
+    if REFERENCE_STRONG.search(text):
+        return "reference entry (ISBN, DOI, 'Retrieved', archive link)"
     stop = sum(w.lower() in STOPWORDS for w in words) / len(words)
     if REFERENCE_WEAK.search(text) and stop < 0.25:
-        return True
+        return "reference entry (pages, publisher, year)"
     caps = sum(w[0].isupper() for w in words) / len(words)
     if len(words) >= 8 and stop < 0.15 and caps > 0.55:
-        return True
+        return "list of names or titles"
     # A short line in Title Case is a book or article title, not a sentence.
     content = [w for w in words if w.lower() not in STOPWORDS and len(w) > 2 and not w[0].isdigit()]
-    return 3 <= len(content) and len(words) <= 15 and all(w[0].isupper() for w in content)
+    if 3 <= len(content) and len(words) <= 15 and all(w[0].isupper() for w in content):
+        return "title or name line (Title Case)"
+    return None
+
+
+# Words of a caption: what an image shows and where.
+CAPTION_WORDS = re.compile(
+    r"(?i)\b(?:photo(?:graph)?s?|pictured|picture|image|portrait|poster|painting|drawing|illustration|cartoon|"
+    r"map|seen|shown|depicted|(?:from )?(?:left|right) to (?:left|right)|\((?:left|right|centre|center|top|bottom)\))"
+)
+CAPTION_MAX_WORDS = 60
+VERB_HINT = re.compile(
+    r"\b(?:is|are|was|were|be|been|being|has|have|had|does|did|would|could|should|will|can|may|might|must|"
+    r"[a-z]{3,}(?:ed|ing))\b"
+)
+
+
+def back_matter_kind(text: str) -> str | None:
+    """What a paragraph among references and link lists is when it is prose a reader reads: an image's caption
+    (short; says what a picture shows, or is a bare description without a closing stop) or a note; None for a
+    reference entry, a link or a name."""
+    if is_junk(text):
+        return None
+    words = _prose_words(text)
+    content = [w for w in words if w.lower() not in STOPWORDS and len(w) > 2 and not w[0].isdigit()]
+    described = len(words) >= 4 and any(w[0].islower() for w in content)
+    if described and len(words) <= CAPTION_MAX_WORDS and (CAPTION_WORDS.search(text) or text[-1] not in TERMINAL):
+        return "caption"
+    # A note says something (a verb); a book's title in sentence case does not.
+    return "note" if _is_note_prose(text) and len(words) >= 12 and VERB_HINT.search(text) else None
 
 
 def _is_prose_quote(quote: str) -> bool:
@@ -211,15 +305,21 @@ def _is_prose_quote(quote: str) -> bool:
     return sum(w[0].isupper() for w in content) / max(1, len(content)) < 0.6
 
 
-def sentences(paras: list[Paragraph]) -> list[Sentence]:
+def sentences(paras: list[Paragraph], first: int = 0, dropped: list[Dropped] | None = None) -> list[Sentence]:
+    """The paragraphs' sentences (numbered from `first`). A back-matter paragraph gives only its quotations,
+    unless it is prose (a caption, a note: back_matter_kind); what it does not give is noted in `dropped`."""
     out: list[Sentence] = []
-    for pi, para in enumerate(paras):
+    for pi, para in enumerate(paras, start=first):
         text = para.text.text
+        if para.back_matter and (kind := back_matter_kind(text)):
+            para.back_matter, para.kind = False, kind
         _, offsets = blingfire.text_to_sentences_and_offsets(text)
         if para.heading:  # one line, one unit, whatever its punctuation
             offsets = [(0, len(text))]
         elif para.back_matter:  # the quotations themselves, without the citation around them
             offsets = [m.span() for m in QUOTATION.finditer(text) if _is_prose_quote(m.group())]
+            if dropped is not None and text:
+                dropped.append(Dropped(_BACK_MATTER_RULE, *para.text.raw_span(0, len(text))))
         for a, b in offsets:
             while a < b and text[a].isspace():
                 a += 1
@@ -233,7 +333,7 @@ def sentences(paras: list[Paragraph]) -> list[Sentence]:
                 start, end = para.text.raw_span(pa, pb)
                 s = text[pa:pb]
                 n = words if len(pieces) == 1 else len(_prose_words(s))
-                out.append(Sentence(s, start, end, para.section, pi, n, para.back_matter, para.heading))
+                out.append(Sentence(s, start, end, para.section, pi, n, para.back_matter, para.heading, para.kind))
     return out
 
 
@@ -257,15 +357,26 @@ def _split_long(text: str, a: int, b: int, para: Paragraph) -> list[tuple[int, i
     return pieces
 
 
-def drop_junk(sents: list[Sentence], tail_run: int = 10, tail_share: float = 0.6) -> list[Sentence]:
-    """Drop junk sentences. Once the tail is mostly junk (notes and references without a heading), keep
-    only its prose: explanatory notes and quotations."""
-    quoted = [s for s in sents if s.back_matter and not is_junk(s.text)]
-    sents = [s for s in sents if not s.back_matter]
-    flags = [not s.heading and is_junk(s.text) for s in sents]
+def drop_junk(
+    sents: list[Sentence], tail_run: int = 10, tail_share: float = 0.6, dropped: list[Dropped] | None = None
+) -> list[Sentence]:
+    """Drop junk body sentences. Once the tail is mostly junk (notes and references without a heading), keep
+    only its prose: explanatory notes and quotations, which become notes. Notes, captions, bylines and quotes
+    set apart by the file's own structure are kept whole. What goes is noted in `dropped`, with its rule."""
+    other = [s for s in sents if s.kind != "body"]
+    quoted = [s for s in sents if s.kind == "body" and s.back_matter]
+    for s in quoted:
+        if (why := junk_reason(s.text)) and dropped is not None:
+            dropped.append(Dropped(why, s.start, s.end))
+    quoted = [s for s in quoted if not is_junk(s.text)]
+    sents = [s for s in sents if s.kind == "body" and not s.back_matter]
+    reasons = [None if s.heading else junk_reason(s.text) for s in sents]
+    flags = [r is not None for r in reasons]
     for i in range(1, len(sents)):  # a short fragment ("Routledge.", "No one.") goes with its neighbour
         if sents[i].words < 8 and sents[i].paragraph == sents[i - 1].paragraph:
             flags[i] = flags[i] and flags[i - 1] if sents[i].words > 3 else flags[i - 1]
+            if flags[i] and reasons[i] is None:
+                reasons[i] = "fragment of the reference entry before it"
     n = len(flags)
     junk_after = np.cumsum(flags[::-1])[::-1] if n else np.zeros(0)
     cut = n
@@ -275,10 +386,23 @@ def drop_junk(sents: list[Sentence], tail_run: int = 10, tail_share: float = 0.6
             cut = i
             break
     body = [s for s, junk in zip(sents[:cut], flags[:cut], strict=True) if not junk]
-    notes = [s for s, junk in zip(sents[cut:], flags[cut:], strict=True) if not junk and _is_note_prose(s.text)]
+    notes: list[Sentence] = []
+    for i in range(cut, n):
+        s = sents[i]
+        # A short sentence right after a note's sentence ("But it is doctored, of course.") is the note's too.
+        goes_on = bool(notes) and notes[-1] is sents[i - 1] and 4 <= s.words < 8 and junk_reason(s.text) is None
+        if not flags[i] and (_is_note_prose(s.text) or goes_on):
+            notes.append(s)
+        elif dropped is not None:
+            dropped.append(Dropped(reasons[i] or "reference list without a heading (not prose)", s.start, s.end))
+    if dropped is not None:
+        junk = zip(sents[:cut], reasons[:cut], flags[:cut], strict=True)
+        dropped += [Dropped(r or "junk", s.start, s.end) for s, r, f in junk if f]
     for s in notes:
-        s.section = "Notes"
-    return body + notes + quoted
+        s.section, s.kind = "Notes", "note"
+    for s in quoted:
+        s.kind = "note"
+    return body + notes + quoted + other
 
 
 def _is_note_prose(text: str) -> bool:

@@ -158,7 +158,7 @@ class Engine:
         """Candidates by relevance, near-copies folded: (ranked candidates, their copies' spans by position)."""
         cands = self.retriever.candidates(question, qvec, POOL, allowed)
         self.retriever.score(question, qvec, cands, self.weights)
-        cands.sort(key=lambda c: -c.score)
+        cands.sort(key=lambda c: (-c.score, c.pos))  # ties (a note capped below the passage citing it) in order
         return self._fold_copies(cands)
 
     def _fold_copies(self, ranked: list[Candidate]) -> tuple[list[Candidate], dict[int, list[dict]]]:
@@ -255,13 +255,15 @@ class Engine:
                 year=w.year,
                 section=p.section,
                 kind=w.kind,
+                passage_kind=p.kind,
                 page=p.pages[0] if p.pages else None,
                 page_end=p.pages[1] if p.pages else None,
             ),  # fmt: skip
             also_in=[SpanOut(file=s.file, start=s.start, end=s.end) for s in p.also_in],
             viewpoint=ViewpointOut(label=w.viewpoint_label, description=w.viewpoint),
             attributions=self._attributions_of(p, w),
-            notes=[NoteOut(marker=n.marker, text=n.text, start=n.start, end=n.end) for n in p.notes],
+            notes=[NoteOut(marker=n.marker, text=n.text, start=n.start, end=n.end, passage=n.passage) for n in p.notes],
+            cited_by=list(p.cited_by),
             citation=make_citation(w, p.section, p.start, p.end, p.file, p.pages),
         )
 

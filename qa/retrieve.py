@@ -48,6 +48,11 @@ class Candidate:
     score: float = 0.0
 
 
+# A note is read with the passage that cites its marker: it never ranks above it (at most this much below it).
+NOTE_BELOW = 1e-3
+# The note marked after the best sentence of one of the best passages (the source of what answers) comes right
+# below its passage, if it is about the question at all: its cosine at least this share of the passage's.
+NOTES_OF_TOP, NOTE_SHARE = 3, 0.5
 VARIANT_MIN_LEN = 7  # shorter words have too many near neighbours to call one a respelling
 VARIANT_RATIO = 85  # rapidfuzz ratio: one or two letters apart in a name of seven or more
 DERIVATION = re.compile(r"(?:ism|ist|ian|ic|ed|ing|al)?s?$")
@@ -74,8 +79,10 @@ class Retriever:
             frozenset(ws[-1] for h in hs if len(ws := WORD.findall(h.lower())) and len(ws[-1]) > 2) for hs in holders
         ]
         counts = Counter(w for ws in words for w in ws)
-        # Names held by many passages ("Stalin", "Party") say nothing about which one is meant.
-        rare = {w for w, n in counts.items() if n <= max(3, 0.02 * len(words))}
+        # Names held by many passages ("Stalin", "Party") say nothing about which one is meant. "Many" is a share
+        # of the running text's passages: a work's notes and captions (short, few views) do not make names rarer.
+        body = sum(p.kind == "body" for p in index.passages)
+        rare = {w for w, n in counts.items() if n <= max(3, 0.02 * body)}
         self.holder_words = [ws & rare for ws in words]
         sentence_tokens = layout.bm25_tokenize(sentences, return_ids=False, closed_compounds=True)
         self.sentence_terms = [frozenset(t) for t in sentence_tokens]
@@ -94,6 +101,13 @@ class Retriever:
         self.passage_terms = [frozenset(t) for t in tokens]
         self.df = Counter(t for terms in self.passage_terms for t in terms)
         self.n = len(index.passages)
+        at = index.position
+        self.cited_by = [[at[i] for i in p.cited_by if i in at] for p in index.passages]  # a note's citing passages
+        # a passage's notes: (position of the note passage, raw offset of its marker in this passage)
+        self.marked = [
+            [(at[n.passage], x) for n in p.notes if n.passage in at for x in n.cited_at if p.start <= x <= p.end]
+            for p in index.passages
+        ]
         self._idf = {t: math.log(1 + self.n / (1 + df)) for t, df in self.df.items()}
         self._idf_unseen = math.log(1 + self.n)
         self._weights_cache: dict[tuple[str, ...], tuple[tuple[tuple[str, float], ...], float]] = {}
@@ -152,6 +166,52 @@ class Retriever:
                 c.score = c.rrf
             return
         self._add_context(question, qvec, cands, w)
+        self._place_notes(question, qvec, cands, w)
+
+    def _place_notes(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
+        """A note is read with the passage whose text carries its marker: it never ranks above that passage. A
+        bare reference that names the question's words ("N. S. Khrushchov, Speech at the … Rally, July 19, 1963")
+        says where a text comes from, not what it says: the passage citing it does. And the note marked after
+        the sentence that answers best in one of the best passages ("… describes Stalin's personality’[2]") comes
+        right below that passage, when it is about the question at all: it says where the answer comes from."""
+        pulled = self._notes_of_answers(question, qvec, cands, w)
+        notes = [c for c in cands if self.cited_by[c.pos]]
+        if not notes:
+            return
+        have = {c.pos for c in cands}
+        extra = [Candidate(b) for b in sorted({b for c in notes for b in self.cited_by[c.pos]} - have)]
+        if extra:  # citing passages outside the pool are scored as the pool is
+            self._fuse(question, qvec, extra, w)
+            self._add_context(question, qvec, extra, w)
+        scores = {c.pos: c.score for c in cands + extra}
+        dense = {c.pos: c.dense for c in cands + extra}
+        for c in notes:
+            c.score = min(c.score, max(scores[b] for b in self.cited_by[c.pos]) - NOTE_BELOW)
+            if c.pos in pulled and c.dense >= NOTE_SHARE * dense[pulled[c.pos][1]]:
+                c.score = max(c.score, pulled[c.pos][0] - NOTE_BELOW)
+
+    def _notes_of_answers(
+        self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights
+    ) -> dict[int, tuple[float, int]]:
+        """The notes whose marker follows the best sentence of one of the NOTES_OF_TOP best passages, added to
+        the candidates: note position -> (score, position) of the passage whose sentence it follows."""
+        out: dict[int, float] = {}
+        for c in sorted(cands, key=lambda c: (-c.score, c.pos))[:NOTES_OF_TOP]:
+            if not self.marked[c.pos]:
+                continue
+            p = self.index.passages[c.pos]
+            best = int(np.argmax(self.sentence_sims(c.pos, qvec)))
+            a = p.sentences[best][0]
+            b = p.sentences[best + 1][0] if best + 1 < len(p.sentences) else p.end + 1
+            for note, at in self.marked[c.pos]:
+                if a <= at < b and (note not in out or out[note][0] < c.score):
+                    out[note] = (c.score, c.pos)
+        new = [Candidate(n) for n in sorted(out.keys() - {c.pos for c in cands})]
+        if new:
+            self._fuse(question, qvec, new, w)
+            self._add_context(question, qvec, new, w)
+            cands += new
+        return out
 
     def _fuse(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
         terms = self.query_terms(question)

@@ -132,6 +132,11 @@ class Source(BaseModel):
     year: int | None = Field(..., description="year of the work, null when unknown")
     section: str | None = Field(..., description="heading of the section the passage is in, null if none")
     kind: str = Field(..., description="kind of work, e.g. 'encyclopedia article'")
+    passage_kind: str = Field(
+        "body",
+        description="what the passage is in its work: 'body' (running text), 'note' (a footnote or endnote), "
+        "'caption' (an image's or table's caption), 'byline' (byline or colophon), 'quote' (a quote box)",
+    )
     page: int | None = Field(None, description="page the passage begins on, in a paginated file (PDF); else null")
     page_end: int | None = Field(None, description="page the passage ends on (= page on one page); else null")
 
@@ -159,6 +164,7 @@ class NoteOut(BaseModel):
     text: str = Field(..., description="the note's text")
     start: int = Field(..., description="raw-file offset where the note begins")
     end: int = Field(..., description="raw-file offset just after the note")
+    passage: str | None = Field(None, description="id of the note passage holding the note's text, if indexed")
 
 
 class PassageOut(BaseModel):
@@ -178,6 +184,9 @@ class PassageOut(BaseModel):
     viewpoint: ViewpointOut = Field(..., description="the viewpoint of the work the passage is from")
     attributions: list[Attribution] = Field(..., description="who holds the views the passage states")
     notes: list[NoteOut] = Field([], description="the source's notes referenced from the passage")
+    cited_by: list[str] = Field(
+        [], description="for a note passage: ids of the passages whose text carries its marker (empty otherwise)"
+    )
     citation: Citation = Field(..., description="how to cite the passage")
 
 

@@ -181,14 +181,16 @@ def test_html_metadata_from_meta_tags(tmp_path, head, title, authors, year):
     assert "Site" not in " ".join(p.text for p in c.passages)
 
 
-def test_a_byline_naming_the_stated_author_is_metadata_not_a_passage(tmp_path):
+def test_a_byline_naming_the_stated_author_is_a_byline_passage(tmp_path):
     head = '<html><head><meta name="author" content="Rui Costa"></head><body><h1>Harbour lights</h1>'
-    byline = '<p class="byline">By Rui Costa | 5 January 2022</p>'
+    byline = "<p>By Rui Costa | 5 January 2022</p>"
     prose = "<p>Rui Costa walked the mole with the keeper, who lit the harbour lights each evening for forty years.</p>"
     c = collection(tmp_path, texts={"lights.html": head + byline + prose + "</body></html>"})
-    text = " ".join(p.text for p in c.passages)
-    assert "January" not in text and "By Rui" not in text
-    assert "Rui Costa walked the mole" in text  # a sentence that names the author is prose
+    body = " ".join(p.text for p in c.passages if p.kind == "body")
+    assert "January" not in body and "By Rui" not in body
+    assert "Rui Costa walked the mole" in body  # a sentence that names the author is prose
+    [by] = [p for p in c.passages if p.kind == "byline"]
+    assert by.text == "By Rui Costa | 5 January 2022"
 
 
 def test_html_journal_article_is_cited_in_its_journal(tmp_path):

@@ -141,11 +141,33 @@ function sourceLine(passage) {
   return el(
     "p",
     { class: "source" },
+    kindTag(s),
     el("cite", {}, s.title),
     who ? ` — ${who}` : "",
     s.section ? el("span", { class: "section" }, ` · § ${s.section}`) : "",
     el("span", { class: "kind" }, ` · ${s.kind}`),
   );
+}
+
+// A passage that is not the work's running text says what it is: "note", "caption", "byline", "quote".
+function kindTag(source) {
+  const kind = source.passage_kind;
+  return kind && kind !== "body" ? el("span", { class: `passage-kind passage-kind-${kind}` }, kind) : "";
+}
+
+// A note's passages that cite it, and a passage's notes that are passages too: links to read them.
+function noteLinks(passage) {
+  const links = [];
+  for (const id of passage.cited_by || []) {
+    links.push(el("a", { href: `#/passage/${encodeURIComponent(id)}` }, "Cited from this passage"));
+  }
+  for (const n of passage.notes || []) {
+    if (n.passage) links.push(el("a", { href: `#/passage/${encodeURIComponent(n.passage)}` }, `Note ${n.marker}`));
+  }
+  if (!links.length) return null;
+  const parts = [];
+  links.forEach((a, i) => parts.push(...(i ? [" · ", a] : [a])));
+  return el("p", { class: "links note-links" }, ...parts);
 }
 
 function passageCard(passage) {
@@ -162,6 +184,7 @@ function passageCard(passage) {
     passage.supports_answer ? null : el("p", { class: "nearest-note" }, `Does not support an answer (support ${passage.support.toFixed(2)}).`),
     passageText(passage, true),
     holdersLine(passage),
+    noteLinks(passage),
     citeBlock(passage, `passage ${passage.rank}`),
     el(
       "p",
@@ -306,6 +329,7 @@ function contextPara(p, current, showSection) {
     "div",
     { class: current ? "context current" : "context", id: `ctx-${p.id}` },
     showSection && section ? el("p", { class: "section" }, `§ ${section}`) : null,
+    p.source.passage_kind && p.source.passage_kind !== "body" ? el("p", {}, kindTag(p.source)) : null,
     el("blockquote", { class: "passage-text" }, p.text),
     current ? null : el("p", { class: "links" }, el("a", { href: `#/passage/${encodeURIComponent(p.id)}` }, "Centre on this passage")),
   );
@@ -331,6 +355,8 @@ async function showPassage(id) {
       const newSection = i === 0 || q.source.section !== run[i - 1].source.section;
       parts.push(contextPara(q, q.id === p.id, newSection));
     });
+    const notes = noteLinks(p);
+    if (notes) parts.push(notes);
     if (p.citation) parts.push(citeBlock(p));
     parts.push(el("p", { class: "links" }, el("a", { href: "#/", onclick: (e) => { if (history.length > 1) { e.preventDefault(); history.back(); } } }, "Back")));
     box.replaceChildren(...parts);
