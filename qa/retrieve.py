@@ -50,9 +50,6 @@ class Candidate:
 
 # A note is read with the passage that cites its marker: it never ranks above it (at most this much below it).
 NOTE_BELOW = 1e-3
-# The note marked after the best sentence of one of the best passages (the source of what answers) comes right
-# below its passage, if it is about the question at all: its cosine at least this share of the passage's.
-NOTES_OF_TOP, NOTE_SHARE = 3, 0.5
 VARIANT_MIN_LEN = 7  # shorter words have too many near neighbours to call one a respelling
 VARIANT_RATIO = 85  # rapidfuzz ratio: one or two letters apart in a name of seven or more
 DERIVATION = re.compile(r"(?:ism|ist|ian|ic|ed|ing|al)?s?$")
@@ -187,16 +184,16 @@ class Retriever:
         dense = {c.pos: c.dense for c in cands + extra}
         for c in notes:
             c.score = min(c.score, max(scores[b] for b in self.cited_by[c.pos]) - NOTE_BELOW)
-            if c.pos in pulled and c.dense >= NOTE_SHARE * dense[pulled[c.pos][1]]:
+            if c.pos in pulled and c.dense >= w.note_share * dense[pulled[c.pos][1]]:
                 c.score = max(c.score, pulled[c.pos][0] - NOTE_BELOW)
 
     def _notes_of_answers(
         self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights
     ) -> dict[int, tuple[float, int]]:
-        """The notes whose marker follows the best sentence of one of the NOTES_OF_TOP best passages, added to
+        """The notes whose marker follows the best sentence of one of the w.notes_of_top best passages, added to
         the candidates: note position -> (score, position) of the passage whose sentence it follows."""
         out: dict[int, float] = {}
-        for c in sorted(cands, key=lambda c: (-c.score, c.pos))[:NOTES_OF_TOP]:
+        for c in sorted(cands, key=lambda c: (-c.score, c.pos))[: w.notes_of_top]:
             if not self.marked[c.pos]:
                 continue
             p = self.index.passages[c.pos]
