@@ -406,7 +406,7 @@ class PgSearchIndex(SearchIndex):
                 f" ORDER BY {order} LIMIT %s)"
             )
             params += [vec, *args, *([vec] if order != "d, rn" else []), k]
-        sql = " UNION ALL ".join(parts) + " ORDER BY d, s, rn LIMIT %s"
+        sql = f"SELECT s, rn, d FROM ({' UNION ALL '.join(parts)}) AS u ORDER BY d, s, rn LIMIT %s"
         with conn.transaction():
             if approximate:
                 ef = min(HNSW_MAX_EF_SEARCH, max(k, self._hnsw["ef_search"]))
@@ -632,6 +632,11 @@ def _dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _canonical(value) -> str:
+    """JSON that does not depend on key order (jsonb, which the previous version was read from, reorders keys)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 def _write(conn, db: Database, c: Collection, rewrite: bool) -> tuple[int, int]:
     """Write a version of `c` and make it current (the caller's transaction commits it). Returns (version,
     passages written).
@@ -647,7 +652,7 @@ def _write(conn, db: Database, c: Collection, rewrite: bool) -> tuple[int, int]:
     previous = None if rewrite else _previous(conn, c, lexical)
     live = previous["files"] if previous else {}
     changed = sorted(f for f, fp in fingerprints.items() if live.get(f, (None, None))[1] != fp)
-    hidden_now = {f for f in live if f not in fingerprints or f in changed}
+    hidden_now = {f for f in live if f not in fingerprints} | (set(changed) & set(live))
     segments = []
     for seg in previous["segments"] if previous else []:
         hidden = sorted(set(seg["hidden"]) | {f for f in hidden_now if live[f][0] == seg["id"]})
@@ -771,10 +776,10 @@ def _fingerprints(c: Collection, by_file: dict, owner: np.ndarray) -> dict[str, 
         h = hashlib.blake2b(digest_size=16)
         idx = np.array(passages, np.int64)
         rows = [[c.passages[i].to_dict(), attributions.get(c.passages[i].id), parses.get(str(i))] for i in passages]
-        h.update(_dumps([rows, [c.works[i].to_dict() for i in works]]).encode("utf-8"))
+        h.update(_canonical([rows, [c.works[i].to_dict() for i in works]]).encode("utf-8"))
         h.update(np.ascontiguousarray(c.vectors[idx]).tobytes())
         sentences = _sentence_rows(owner, idx)
-        h.update(_dumps([(owner[sentences] - idx.min()).tolist() if len(idx) else []]).encode())
+        h.update(_canonical([(owner[sentences] - idx.min()).tolist() if len(idx) else []]).encode())
         for key in PASSAGE_ARRAYS:
             if key in c.arrays:
                 h.update(np.ascontiguousarray(c.arrays[key][idx]).tobytes())
@@ -783,7 +788,7 @@ def _fingerprints(c: Collection, by_file: dict, owner: np.ndarray) -> dict[str, 
                 h.update(np.ascontiguousarray(c.arrays[key][sentences]).tobytes())
         for key in SENTENCE_EXTRAS:
             if key in c.extra:
-                h.update(_dumps([c.extra[key][s] for s in sentences.tolist()]).encode("utf-8"))
+                h.update(_canonical([c.extra[key][s] for s in sentences.tolist()]).encode("utf-8"))
         out[file] = h.hexdigest()
     return out
 
