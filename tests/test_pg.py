@@ -319,12 +319,13 @@ def count(url: str, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def files_index(corpus: Path, root: Path):
-    """The embedded files store of the same corpus, built from scratch (the vectors of the session's index)."""
+def files_index(corpus: Path, root: Path, url: str):
+    """The embedded files store of the same corpus, built from scratch with the database's vectors (a document
+    an add encoded afresh may differ from the session index's in the 4th decimal)."""
     from index.stores import open_index
     from qa.build import build_default_index
 
-    return open_index(build_default_index(corpus, root / "files-index", progress=False, reuse_from=built_index()))
+    return open_index(build_default_index(corpus, root / "files-index", progress=False, reuse_from=url))
 
 
 LEXICAL_QUERIES = [
@@ -345,7 +346,8 @@ def assert_same_as_files(pg_index, files) -> None:
     for question in questions:
         (fs, fp), (ps, pp) = files.lexical_search(question, 10), pg_index.lexical_search(question, 10)
         assert fs == pytest.approx(ps, rel=1e-5), question
-        assert {files.passages[i].id for i in fp} == {pg_index.passages[i].id for i in pp} or len(set(fs)) < len(fs)
+        above = fs > fs[-1] * (1 + 1e-5) if len(fs) else fs  # ties at the 10th place may be cut either way
+        assert {files.passages[i].id for i in fp[above]} == {pg_index.passages[i].id for i in pp[above]}, question
     q = files.passage_vectors([0, len(files) // 2])
     (fd, fpos), (pd, ppos) = files.dense_search(q, 10), pg_index.dense_search(q, 10)
     assert fd == pytest.approx(pd, abs=1e-5)
@@ -396,24 +398,24 @@ def test_an_add_writes_only_the_new_document_and_a_remove_hides_one(server, tmp_
     assert relation_files(url, first) == before and count(url, f"passages_s{first}") == n  # untouched
     assert len(after) == len(reader) + written and len(reader) == n  # the reader still sees its version
     assert reader.lexical_search("Stalin", 5)[0].size and reader.dense_search(reader.passage_vectors([0]), 3)
-    assert_same_as_files(after, files_index(corpus, tmp_path / "a"))
+    assert_same_as_files(after, files_index(corpus, tmp_path / "a", url))
 
     remove_documents([SMALLEST.name], corpus, url, progress=False)
     removed = open_index(url)
     assert segments(url) == [new] and SMALLEST.name not in {p.file for p in removed.passages}
     assert len(removed) == written and relation_files(url, new) == relation_files(url, new)
-    assert_same_as_files(removed, files_index(corpus, tmp_path / "r"))
+    assert_same_as_files(removed, files_index(corpus, tmp_path / "r", url))
 
     add_documents([SMALLEST], corpus, url, progress=False)  # back: a third segment; the second keeps its rows
     again = open_index(url)
     assert segments(url)[0] == new and len(segments(url)) == 2
-    assert_same_as_files(again, files_index(corpus, tmp_path / "b"))
+    assert_same_as_files(again, files_index(corpus, tmp_path / "b", url))
     from index import pg
 
     pg.compact(url)
     (merged,) = segments(url)
     assert count(url, f"passages_s{merged}") == len(again)
-    assert_same_as_files(open_index(url), files_index(corpus, tmp_path / "c"))
+    assert_same_as_files(open_index(url), files_index(corpus, tmp_path / "c", url))
 
 
 SMALLEST = min(CORPUS_DIR.glob("*.txt"), key=lambda p: p.stat().st_size)
@@ -449,10 +451,11 @@ def test_an_add_in_progress_disturbs_no_reader_and_a_killed_one_leaves_the_versi
         blocker.rollback()
     assert current(url) == before  # nothing of the killed add remains: no version, no segment
     assert len(open_index(url)) == len(reader) and not (corpus / added.name).exists()
-    from qa.collection import remove_documents
+    assert list(corpus.parent.glob("corpus.staging-*"))  # the killed add's copy and record
+    from qa.collection import add_documents
 
-    remove_documents([SMALLEST.name], corpus, url, progress=False)  # the next writer tidies the killed one's
-    assert not list(corpus.parent.glob("corpus.staging-*"))
+    add_documents([added], corpus, url, progress=False)  # the next writer drops the killed one's, then adds
+    assert not list(corpus.parent.glob("corpus.staging-*")) and len(open_index(url)) > len(reader)
 
 
 KILL_AT_COMMIT = """
@@ -514,6 +517,6 @@ def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(serv
         pg.migrate(conn, pg.Database(url))  # what any write does first
         assert pg.schema_version(conn) == pg_schema.LATEST
         assert not conn.execute("SELECT count(*) FROM pg_tables WHERE tablename ~ '_v[0-9]+$'").fetchone()[0]
-    assert_same_as_files(open_index(url), files_index(corpus, tmp_path))
+    assert_same_as_files(open_index(url), files_index(corpus, tmp_path, url))
     build_into(url, corpus)  # and a write after the migration keeps the converted segment
     assert manifest(url)["written"]["passages"] == 0
