@@ -338,7 +338,7 @@ LEXICAL_QUERIES = [
 ]
 
 
-def assert_same_as_files(pg_index, files) -> None:
+def assert_same_as_files(pg_index, files, keys=("sentence_texts", "sentence_spans", "attributions")) -> None:
     """The same passages; BM25 scores equal to bm25s's (top 10, 1e-5); the dense neighbours the same."""
     assert sorted(p.id for p in pg_index.passages) == sorted(p.id for p in files.passages)
     assert pg_index.works.keys() == files.works.keys()
@@ -346,13 +346,13 @@ def assert_same_as_files(pg_index, files) -> None:
     for question in questions:
         (fs, fp), (ps, pp) = files.lexical_search(question, 10), pg_index.lexical_search(question, 10)
         assert fs == pytest.approx(ps, rel=1e-5), question
-        above = fs > fs[-1] * (1 + 1e-5) if len(fs) else fs  # ties at the 10th place may be cut either way
+        above = fs > (fs[-1] * (1 + 1e-5) if len(fs) else 0)  # ties at the 10th place may be cut either way
         assert {files.passages[i].id for i in fp[above]} == {pg_index.passages[i].id for i in pp[above]}, question
     q = files.passage_vectors([0, len(files) // 2])
     (fd, fpos), (pd, ppos) = files.dense_search(q, 10), pg_index.dense_search(q, 10)
     assert fd == pytest.approx(pd, abs=1e-5)
     assert [[files.passages[i].id for i in r] for r in fpos] == [[pg_index.passages[i].id for i in r] for r in ppos]
-    for key in ("sentence_texts", "sentence_spans", "attributions"):
+    for key in keys:
         by_id = [{p.id: value_of(ix, key, i) for i, p in enumerate(ix.passages)} for ix in (files, pg_index)]
         assert by_id[0] == by_id[1], key
     vectors = [np.asarray(ix.array("sentence_vectors"), np.float32) for ix in (files, pg_index)]
@@ -517,6 +517,8 @@ def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(serv
         pg.migrate(conn, pg.Database(url))  # what any write does first
         assert pg.schema_version(conn) == pg_schema.LATEST
         assert not conn.execute("SELECT count(*) FROM pg_tables WHERE tablename ~ '_v[0-9]+$'").fetchone()[0]
-    assert_same_as_files(open_index(url), files_index(corpus, tmp_path, url))
-    build_into(url, corpus)  # and a write after the migration keeps the converted segment
+    # (Not the attributions: ../main's parser may differ from this one, and the files store parses again.)
+    assert_same_as_files(open_index(url), files_index(corpus, tmp_path, url), ("sentence_texts", "sentence_spans"))
+    build_into(url, corpus)  # writes after the migration (the first may parse again with this code's parser)
+    build_into(url, corpus)
     assert manifest(url)["written"]["passages"] == 0
