@@ -74,7 +74,8 @@ def main() -> int:
     seconds = build(args.store, passages + doc, works + [work], np.vstack([vectors, extra]))
     after, rows = relations(args.store), inserted(args.store) - rows
     new = {name: size for name, (node, size) in after.items() if before.get(name, (None,))[0] != node}
-    kept = [name for name, (node, _) in before.items() if after.get(name, (None,))[0] == node and "hnsw" in name]
+    graphs = [name for name in before if "embedding" in name]  # the HNSW indexes
+    kept = [name for name in graphs if after.get(name, (None,))[0] == before[name][0]]
     result["add"] = {"seconds": round(seconds, 2), "rows_inserted": rows, "new_relation_bytes": sum(new.values()),
                      "hnsw_indexes_kept": kept}  # fmt: skip
     print("add", json.dumps(result["add"]), file=sys.stderr, flush=True)

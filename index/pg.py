@@ -7,8 +7,9 @@ memory today (the passages' text and metadata, the sentence vectors, loaded once
 
 Lexical search is BM25 computed exactly as bm25s computes it (its "lucene" method, k1, b): the postings hold
 each (term, passage)'s raw frequency and the passage's length in tokens (the embedded store's tokenizer); a
-query computes the scores with the version's passage count and average length, and each term's document
-frequency counted over the visible postings it reads anyway. So both stores rank lexical candidates alike.
+query computes the scores with the version's passage count, average length and document frequencies (each
+segment's, less its hidden rows', added up when a version is loaded). So both stores rank lexical candidates
+alike.
 
 Versions and segments (index/pg_schema.py): a write (`qa index build`, add, remove) compares a fingerprint of
 each document file's rows with the current version's and writes one new segment with the passages of the new
@@ -25,10 +26,12 @@ import contextvars
 import hashlib
 import json
 import logging
+import math
 import queue
 import re
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +54,7 @@ ARRAY_CHUNK_BYTES = 64 << 20  # bytea rows of an array: well under PostgreSQL's 
 BUILD_LOCK_KEY = 0x7161_5F62_7569_6C64  # pg_advisory lock id ("qa_build"): one writer per database
 WRITE_LOCK_KEY = BUILD_LOCK_KEY + 2  # held by a write's transaction: committed() waits for one in flight
 MAINTENANCE_WORK_MEM = "1GB"  # pgvector builds the HNSW graph in memory: 100k x 384-d fits (bench/pg_scale.py)
+LEXICAL_WORK_MEM = "64MB"  # a question's postings (~100k rows at 100k passages: bench/README.md §5) in memory
 COPY_BATCH = 10_000  # rows a COPY writes between progress log lines
 PREFIXES = ("postgresql://", "postgres://")
 
@@ -300,6 +304,7 @@ class PgSearchIndex(SearchIndex):
         self._segments: list[_Segment] = []
         self._seg_of = np.zeros(0, np.int32)  # position -> index in _segments
         self._row_of = np.zeros(0, np.int32)  # position -> row in its segment
+        self._df = np.zeros(0, np.int64)  # term id -> passages of this version that hold the term
 
     @classmethod
     def open(cls, url: str) -> PgSearchIndex:
@@ -351,6 +356,7 @@ class PgSearchIndex(SearchIndex):
             index._extra[ATTRIBUTIONS] = attributions
         index._arrays = _read_arrays(conn, "arrays", "version", version)
         _read_segment_data(conn, index, segments)
+        index._df = _document_frequencies(conn, segments)
         index._onnx = _read_encoder(conn, manifest)
         if len(passages) != manifest["passage_count"]:
             raise IndexLoadError(f"passage counts disagree: {len(passages)} rows, manifest {manifest['passage_count']}")
@@ -411,7 +417,8 @@ class PgSearchIndex(SearchIndex):
             if approximate:
                 ef = min(HNSW_MAX_EF_SEARCH, max(k, self._hnsw["ef_search"]))
                 conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
-                conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                if any(seg.deleted for seg in self._segments):  # pgvector 0.8: scan on past filtered-out rows
+                    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             else:
                 conn.execute("SET LOCAL enable_indexscan = off")  # exact: every passage is scored
             rows = conn.execute(sql, [*params, k]).fetchall()
@@ -420,37 +427,73 @@ class PgSearchIndex(SearchIndex):
     def lexical_search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """BM25 as bm25s computes it (its "lucene" method, k1 and b: index/build.py _write_bm25) over stemmed
         tokens without stopwords; 1-D, best first. The version's passage count and average length are in its
-        manifest; each term's document frequency is counted over its visible postings, which the query reads
-        anyway. A term repeated in the query counts each time, as in bm25s."""
+        manifest; its document frequencies were added up at load (_document_frequencies). A term repeated in the
+        query counts each time, as in bm25s."""
         tokens = layout.bm25_tokenize([query], return_ids=False)[0]
         k = min(k, len(self.passages))
         if k <= 0 or not tokens:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        counts = Counter(tokens)
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute(f"SET LOCAL work_mem = '{LEXICAL_WORK_MEM}'")  # the postings read stay in memory
+            found = conn.execute("SELECT term, term_id FROM terms WHERE term = ANY(%s)", (list(counts),)).fetchall()
+            weights = self._idf({term_id: counts[term] for term, term_id in found})
+            if not weights:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            sql, params = self._lexical_sql(weights, k)
+            rows = conn.execute(sql, params).fetchall()
+        positions = [int(self._segments[s].rows[rn]) for s, rn, _ in rows]
+        return np.array([s for _, _, s in rows], np.float32), np.array(positions, np.int64)
+
+    def _idf(self, terms: dict[int, int]) -> dict[int, float]:
+        """Each query term's idf (bm25s's "lucene": log(1 + (N - df + 0.5) / (df + 0.5))) times its count in the
+        query; terms no visible passage holds are left out."""
+        n = self.manifest["lexical"]["doc_count"]
+        out = {}
+        for term_id, count in terms.items():
+            df = int(self._df[term_id]) if term_id < len(self._df) else 0
+            if df > 0:
+                out[term_id] = count * math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return out
+
+    def _lexical_sql(self, weights: dict[int, float], k: int) -> tuple[str, list]:
+        """One pass over the postings of the query's terms in each segment (hidden rows left out): the sum of
+        idf x tf / (tf + k1 (1 - b + b len / avgdl)) per passage, the best k."""
         lex = self.manifest["lexical"]
-        parts, params = [], [list(tokens)]
+        ids = list(weights)
+        parts, params = [], [ids, [weights[t] for t in ids]]
         for j, seg in enumerate(self._segments):
             where, args = ("AND p.rn NOT IN (SELECT unnest(%s::int[]))", [seg.deleted]) if seg.deleted else ("", [])
             parts.append(
                 f"SELECT {j} AS s, p.rn, p.term_id, p.tf, p.len FROM {schema.postings_table(seg.id)} p"
-                f" WHERE p.term_id = ANY(ARRAY(SELECT term_id FROM q)) {where}"
+                f" WHERE p.term_id = ANY(%s::int[]) {where}"
             )
-            params += args
-        n, avgdl, k1, b = lex["doc_count"], lex["avg_doc_len"], lex["k1"], lex["b"]
+            params += [ids, *args]
+        k1, b, avgdl = float(lex["k1"]), float(lex["b"]), float(lex["avg_doc_len"])
         sql = (
-            "WITH q AS MATERIALIZED (SELECT t.term_id, count(*) AS n FROM unnest(%s::text[]) AS u(term)"
-            " JOIN terms t USING (term) GROUP BY t.term_id),"
-            f" hits AS MATERIALIZED ({' UNION ALL '.join(parts)}),"
-            " w AS (SELECT term_id, q.n * ln(1 + (%s - count(*) + 0.5) / (count(*) + 0.5)) AS idf"
-            " FROM hits JOIN q USING (term_id) GROUP BY term_id, q.n)"
-            " SELECT h.s, h.rn, sum(w.idf * h.tf / (h.tf + %s * ((1 - %s) + %s * h.len / %s))) AS score"
-            " FROM hits h JOIN w USING (term_id) GROUP BY h.s, h.rn HAVING sum(w.idf * h.tf) > 0"
-            " ORDER BY score DESC, h.s, h.rn LIMIT %s"
+            "WITH w AS MATERIALIZED (SELECT * FROM unnest(%s::int[], %s::float8[]) AS w(term_id, idf))"
+            " SELECT h.s, h.rn, sum(w.idf * h.tf / (h.tf + %s * (1 - %s + %s * h.len / %s))) AS score"
+            f" FROM ({' UNION ALL '.join(parts)}) AS h JOIN w USING (term_id)"
+            " GROUP BY h.s, h.rn ORDER BY score DESC, h.s, h.rn LIMIT %s"
         )
-        params += [float(n), float(k1), float(b), float(b), float(avgdl), k]
-        with self.db.connection() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        positions = [int(self._segments[s].rows[rn]) for s, rn, _ in rows]
-        return np.array([s for _, _, s in rows], np.float32), np.array(positions, np.int64)
+        return sql, params[:2] + [k1, b, b, avgdl] + params[2:] + [k]
+
+
+def _document_frequencies(conn, segments: list[_Segment]) -> np.ndarray:
+    """Term id -> how many of the version's passages hold it: the segments' counts, less their hidden rows'."""
+    counts: list[tuple[np.ndarray, np.ndarray]] = []
+    for seg in segments:
+        rows = conn.execute(f"SELECT term_id, df FROM {schema.df_table(seg.id)}").fetchall()
+        counts.append((np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64)))
+        if seg.deleted:
+            sql = f"SELECT term_id, count(*) FROM {schema.postings_table(seg.id)} WHERE rn = ANY(%s) GROUP BY term_id"
+            rows = conn.execute(sql, (seg.deleted,)).fetchall()
+            counts.append((np.array([r[0] for r in rows], np.int64), -np.array([r[1] for r in rows], np.int64)))
+    size = max((int(ids.max()) + 1 for ids, _ in counts if len(ids)), default=0)
+    df = np.zeros(size, np.int64)
+    for ids, n in counts:
+        np.add.at(df, ids, n)
+    return df
 
 
 def _as_array(vec) -> np.ndarray:
@@ -873,10 +916,16 @@ def _copy_postings(conn, segment: int, passages: list[Passage]) -> np.ndarray:
     keys, tf = np.unique(doc * len(terms) + local, return_counts=True)
     docs, term_ids = keys // len(terms), global_id[keys % len(terms)]
     sql = f"COPY {schema.postings_table(segment)} (term_id, rn, tf, len) FROM STDIN WITH (FORMAT BINARY)"
-    with conn.cursor() as cur, cur.copy(sql) as copy:
-        copy.set_types(["int4", "int4", "int4", "int4"])
-        for row in zip(term_ids.tolist(), docs.tolist(), tf.tolist(), lengths[docs].tolist(), strict=True):
-            copy.write_row(row)
+    with conn.cursor() as cur:
+        with cur.copy(sql) as copy:
+            copy.set_types(["int4", "int4", "int4", "int4"])
+            for row in zip(term_ids.tolist(), docs.tolist(), tf.tolist(), lengths[docs].tolist(), strict=True):
+                copy.write_row(row)
+        ids, df = np.unique(term_ids, return_counts=True)
+        with cur.copy(f"COPY {schema.df_table(segment)} (term_id, df) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "int4"])
+            for row in zip(ids.tolist(), df.tolist(), strict=True):
+                copy.write_row(row)
     return lengths
 
 

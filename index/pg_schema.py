@@ -120,6 +120,10 @@ def postings_table(segment: int) -> str:
     return f"postings_s{int(segment)}"
 
 
+def df_table(segment: int) -> str:
+    return f"df_s{int(segment)}"
+
+
 def segment_tables_ddl(segment: int, dim: int) -> str:
     """The tables of one segment (indexes are made after the rows are in: faster). Written once, by the
     transaction that creates the segment, and never changed after: a later write hides rows, never edits them."""
@@ -144,6 +148,8 @@ def segment_tables_ddl(segment: int, dim: int) -> str:
         tf integer NOT NULL,
         len integer NOT NULL
     );
+    -- Each term's document frequency in the segment: a reader adds up its version's (less its hidden rows').
+    CREATE TABLE {df_table(segment)} (term_id integer PRIMARY KEY, df integer NOT NULL);
     """
 
 
@@ -159,7 +165,7 @@ def segment_indexes_ddl(segment: int, hnsw: dict | None) -> str:
 
 
 def drop_segment_ddl(segment: int) -> str:
-    tables = f"{passages_table(segment)}, {postings_table(segment)}"
+    tables = f"{passages_table(segment)}, {postings_table(segment)}, {df_table(segment)}"
     return f"DROP TABLE IF EXISTS {tables}; DELETE FROM segments WHERE id = {int(segment)};"
 
 

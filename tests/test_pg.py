@@ -282,7 +282,7 @@ def test_readers_see_the_version_they_started_with_and_old_segments_are_dropped(
     version, versions, tables = current(url)
     assert generation(url) == ("pg", version) and len(versions) == pg.KEEP_VERSIONS
     live = {s for v in versions for s in segments(url, v)}
-    assert sorted(tables) == sorted(f"{kind}_s{s}" for s in live for kind in ("passages", "postings"))
+    assert sorted(tables) == sorted(f"{kind}_s{s}" for s in live for kind in ("passages", "postings", "df"))
     with pytest.raises(StoreUnavailable, match="was removed"):
         first.lexical_search("Stalin", 5)  # its segment was dropped: a 503 until the watcher swaps
 
