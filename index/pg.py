@@ -472,11 +472,12 @@ class PgSearchIndex(SearchIndex):
         k1, b, avgdl = float(lex["k1"]), float(lex["b"]), float(lex["avg_doc_len"])
         sql = (
             "WITH w AS MATERIALIZED (SELECT * FROM unnest(%s::int[], %s::float8[]) AS w(term_id, idf))"
-            " SELECT h.s, h.rn, sum(w.idf * h.tf / (h.tf + %s * (1 - %s + %s * h.len / %s))) AS score"
+            " SELECT h.s, h.rn, sum(w.idf * h.tf / (h.tf + %s + %s * h.len)) AS score"
             f" FROM ({' UNION ALL '.join(parts)}) AS h JOIN w USING (term_id)"
             " GROUP BY h.s, h.rn ORDER BY score DESC, h.s, h.rn LIMIT %s"
         )
-        return sql, params[:2] + [k1, b, b, avgdl] + params[2:] + [k]
+        # tf / (tf + k1 (1 - b + b len / avgdl)) = tf / (tf + k1 (1 - b) + (k1 b / avgdl) len)
+        return sql, params[:2] + [k1 * (1 - b), k1 * b / avgdl] + params[2:] + [k]
 
 
 def _document_frequencies(conn, segments: list[_Segment]) -> np.ndarray:
