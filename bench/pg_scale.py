@@ -8,8 +8,8 @@ synthesize (real vectors mixed and perturbed: the corpus's geometry, not uniform
 index.build.build_index, the code `qa index build` uses, as HNSW (M 32, ef_construction 200, ef_search 128):
 files (FAISS + bm25s) in a temporary directory, and a new version in the database.
 
-Reported: build time and load rate (passages/s), size on disk (the index directory; the version's tables and
-indexes in the database), single-query latency p50/p99 of dense search, of lexical search, and of one ask's
+Reported: build time and load rate (passages/s), size on disk (the index directory; the version's segments' tables
+and indexes in the database), single-query latency p50/p99 of dense search, of lexical search, and of one ask's
 retrieval (dense 60 + lexical 60 + the vectors of 120 candidates), and dense recall@10 against exact search.
 Queries: the dev questions encoded by the demo's query encoder, then perturbed passage vectors.
 
@@ -161,16 +161,25 @@ def throughput(store: str, queries: np.ndarray, questions: list[str], replicas: 
 
 
 def database_size(url: str, version: int) -> int:
+    """The version's segments (tables and indexes) and its rows of small data."""
     import psycopg
 
     from index import pg_schema as schema
 
-    tables = [f(version) for f in (schema.passages_table, schema.terms_table, schema.postings_table)]
     with psycopg.connect(url) as conn:
+        manifest = conn.execute("SELECT manifest FROM collection_versions WHERE id = %s", (version,)).fetchone()[0]
+        segments = [s["id"] for s in manifest["segments"]]
+        tables = [f(s) for s in segments for f in (schema.passages_table, schema.postings_table)]
         size = sum(conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0] for t in tables)
-        rows = "SELECT coalesce(sum(pg_column_size({})), 0) FROM {} WHERE version = %s"
-        for column, table in (("data", "arrays"), ("value", "extras"), ("data", "blobs")):
-            size += conn.execute(rows.format(column, table), (version,)).fetchone()[0]
+        rows = "SELECT coalesce(sum(pg_column_size({})), 0) FROM {} WHERE {} = ANY(%s)"
+        for column, table, key, owners in (("data", "arrays", "version", [version]),
+                                           ("value", "extras", "version", [version]),
+                                           ("data", "segment_arrays", "segment", segments),
+                                           ("value", "segment_extras", "segment", segments)):  # fmt: skip
+            size += conn.execute(rows.format(column, table, key), (owners,)).fetchone()[0]
+        blobs = list(manifest.get("blobs", {}).values())
+        size += conn.execute("SELECT coalesce(sum(length(data)), 0) FROM stored_blobs WHERE sha256 = ANY(%s)",
+                             (blobs,)).fetchone()[0]  # fmt: skip
     return size
 
 

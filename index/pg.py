@@ -5,25 +5,35 @@ What moves to the database: works, passages, their vectors (HNSW), the lexical p
 manifest, the exported query encoder. What stays in the process: the models, and what the engine keeps in
 memory today (the passages' text and metadata, the sentence vectors, loaded once per version).
 
-Lexical search is BM25 computed exactly as bm25s computes it: the build runs bm25s and stores its per-(term,
-passage) scores as postings; a query sums the postings of its stemmed terms (the same tokenizer as the
-embedded store). So both stores rank lexical candidates identically, not merely alike.
+Lexical search is BM25 computed exactly as bm25s computes it (its "lucene" method, k1, b): the postings hold
+each (term, passage)'s raw frequency and the passage's length in tokens (the embedded store's tokenizer); a
+query computes the scores with the version's passage count, average length and document frequencies (each
+segment's, less its hidden rows', added up when a version is loaded). So both stores rank lexical candidates
+alike.
 
-Versions (index/pg_schema.py): a build writes a whole new version in one transaction whose last statement
-makes it current, so readers see the previous version or the new one, never half of one; a build killed at
-any moment is rolled back by the server and the previous version goes on serving.
+Versions and segments (index/pg_schema.py): a write (`qa index build`, add, remove) compares a fingerprint of
+each document file's rows with the current version's and writes one new segment with the passages of the new
+and changed files only (their own HNSW graph); the current version's rows of changed and removed files are
+hidden in the new version, not rewritten. All in one transaction whose last statement makes the version
+current, so readers see the previous version or the new one, never half of one, and a write killed at any
+moment is rolled back by the server, the previous version serving on. compact() merges the segments.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import hashlib
 import json
 import logging
+import math
 import queue
 import re
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +55,8 @@ BUILD_LOCK_KEY = 0x7161_5F62_7569_6C64  # pg_advisory lock id ("qa_build"): one 
 # pgvector builds the HNSW graph in maintenance_work_mem and slows down several times once it spills: a build asks
 # for the graph's size (each row's vector + 2M neighbour links + element overhead), within these bounds.
 MAINTENANCE_WORK_MEM_MB = (64, 8192)  # the upper bound: a third of a 24 GiB database host
+WRITE_LOCK_KEY = BUILD_LOCK_KEY + 2  # held by a write's transaction: committed() waits for one in flight
+LEXICAL_WORK_MEM = "64MB"  # a question's postings (~100k rows at 100k passages: bench/README.md §5) in memory
 COPY_BATCH = 10_000  # rows a COPY writes between progress log lines
 PREFIXES = ("postgresql://", "postgres://")
 
@@ -149,7 +161,10 @@ def check_schema(conn, db: Database) -> None:
             "upgrade verbatim-qa to serve it (a build with this version would not migrate it back)"
         )
     if version < schema.LATEST:
-        raise IndexLoadError(f"the database {db} has schema version {version}, this code reads {schema.LATEST}")
+        raise IndexLoadError(
+            f"the database {db} has schema version {version}, this code reads {schema.LATEST}: any write"
+            " (`qa index build --store ...`, an add or a remove) migrates it, converting its collection"
+        )
 
 
 def migrate(conn, db: Database) -> int:
@@ -165,6 +180,11 @@ def migrate(conn, db: Database) -> int:
             )
         for target in range(version + 1, schema.LATEST + 1):
             conn.execute(schema.MIGRATIONS[target - 1])
+            if target == 2 and version >= 1:  # a collection in version 1's tables: converted to a segment
+                from pgvector.psycopg import register_vector
+
+                register_vector(conn)
+                _convert_v1(conn, db)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version VALUES (%s)", (target,))
             log.info("migrated the schema of %s to version %d", db, target)
@@ -211,10 +231,13 @@ def catalogue(url: str) -> tuple[dict[str, str], list[dict]]:
             if schema_version(conn) != schema.LATEST or (version := current_version(conn)) is None:
                 return {}, []
             manifest = conn.execute("SELECT manifest FROM collection_versions WHERE id = %s", (version,)).fetchone()[0]
-            works = conn.execute("SELECT data FROM works WHERE version = %s ORDER BY position", (version,)).fetchall()
+            works = []
+            for seg in manifest["segments"]:
+                sql = "SELECT file, data FROM segment_works WHERE segment = %s ORDER BY position"
+                works += [d for f, d in conn.execute(sql, (seg["id"],)) if f not in seg["hidden"]]
     except StoreUnavailable:
         return {}, []
-    return dict(manifest["corpus_files"]), [w for (w,) in works]
+    return dict(manifest["corpus_files"]), works
 
 
 _databases: dict[str, Database] = {}
@@ -247,20 +270,43 @@ def writer_lock(url: str) -> Iterator[None]:
 
 # --- reading --------------------------------------------------------------------------------------------------
 
+# What a build's extras and arrays are (qa/build.py): per passage and per sentence ones live in the segment of
+# their passage and are concatenated at load; the rest is collection-wide and small, kept with each version.
+PASSAGE_ARRAYS = ("passage_keys", "parse_keys")
+SENTENCE_ARRAYS = ("sentence_vectors", "sentence_keys")
+SENTENCE_EXTRAS = ("sentence_texts", "sentence_spans")
+SENTENCE_OWNER = "sentence_owner"  # the passage position of each sentence (sorted)
+ATTRIBUTIONS = "attributions"  # passage id -> holders: a column of the passage's row
+REUSE = "reuse"  # index/reuse.py's record: its "parses" (passage position -> parse) are per passage
+
+
+@dataclass
+class _Segment:
+    id: int
+    hnsw: bool
+    hidden: list[str]  # files this version hides in the segment
+    rows: np.ndarray | None = None  # row -> position in the version (-1: hidden)
+    deleted: list[int] | None = None  # the hidden rows
+
 
 class PgSearchIndex(SearchIndex):
     """One version of the collection in PostgreSQL, with the surface of SearchIndex (index/store.py).
 
     Loaded into memory at start, as the embedded store does: passages, works, extras and arrays (the sentence
-    vectors among them). Searched in the database: dense (pgvector) and lexical (BM25 postings), and the
-    passage vectors are read from it on demand.
+    vectors among them), from each live segment, its hidden rows left out. Positions 0..n-1 number the visible
+    passages segment by segment, row by row. Searched in the database: dense (pgvector, one HNSW graph a segment,
+    merged) and lexical (BM25 from term frequencies and the version's statistics); the passage vectors are read
+    from it on demand.
     """
 
     def __init__(self, db: Database, version: int, manifest: dict, passages: list[Passage], works: dict) -> None:
         super().__init__(f"{db} version {version}", manifest, passages, works)
         self.db, self.version = db, version
-        self._table = schema.passages_table(version)
         self._hnsw = manifest["dense"].get("hnsw")
+        self._segments: list[_Segment] = []
+        self._seg_of = np.zeros(0, np.int32)  # position -> index in _segments
+        self._row_of = np.zeros(0, np.int32)  # position -> row in its segment
+        self._df = np.zeros(0, np.int64)  # term id -> passages of this version that hold the term
 
     @classmethod
     def open(cls, url: str) -> PgSearchIndex:
@@ -280,19 +326,40 @@ class PgSearchIndex(SearchIndex):
     @classmethod
     def _read_version(cls, conn, db: Database, version: int) -> PgSearchIndex:
         manifest = conn.execute("SELECT manifest FROM collection_versions WHERE id = %s", (version,)).fetchone()[0]
-        rows = conn.execute(
-            f"SELECT text, data, attributions FROM {schema.passages_table(version)} ORDER BY position"
-        ).fetchall()
-        passages = [Passage.from_dict(data | {"text": text}) for text, data, _ in rows]
-        works_rows = conn.execute("SELECT data FROM works WHERE version = %s ORDER BY position", (version,))
-        works = {d["id"]: Work(**d) for (d,) in works_rows}
+        segments = [_Segment(s["id"], s["hnsw"], s["hidden"]) for s in manifest["segments"]]
+        passages, attributions, seg_of, row_of = [], {}, [], []
+        for j, seg in enumerate(segments):
+            hidden = set(seg.hidden)
+            rows = conn.execute(
+                f"SELECT rn, file, text, data, attributions FROM {schema.passages_table(seg.id)} ORDER BY rn"
+            ).fetchall()
+            seg.rows = np.full(len(rows), -1, np.int64)
+            seg.deleted = []
+            for rn, file, text, data, attrs in rows:
+                if file in hidden:
+                    seg.deleted.append(rn)
+                    continue
+                seg.rows[rn] = len(passages)
+                p = Passage.from_dict(data | {"text": text})
+                passages.append(p)
+                attributions[p.id] = attrs
+                seg_of.append(j)
+                row_of.append(rn)
+        works = {}
+        for seg in segments:
+            sql = "SELECT file, data FROM segment_works WHERE segment = %s ORDER BY position"
+            works |= {d["id"]: Work(**d) for f, d in conn.execute(sql, (seg.id,)) if f not in set(seg.hidden)}
         index = cls(db, version, manifest, passages, works)
-        if "attributions" in manifest["extra"]:
-            index._extra["attributions"] = {p.id: attrs for p, (_, _, attrs) in zip(passages, rows, strict=True)}
+        index._segments = segments
+        index._seg_of, index._row_of = np.array(seg_of, np.int32), np.array(row_of, np.int32)
         for key, value in conn.execute("SELECT key, value FROM extras WHERE version = %s", (version,)):
             index._extra[key] = value
-        index._arrays = _read_arrays(conn, version)
-        index._onnx = _read_encoder(conn, version, manifest)
+        if ATTRIBUTIONS in manifest["extra"]:
+            index._extra[ATTRIBUTIONS] = attributions
+        index._arrays = _read_arrays(conn, "arrays", "version", version)
+        _read_segment_data(conn, index, segments)
+        index._df = _document_frequencies(conn, segments)
+        index._onnx = _read_encoder(conn, manifest)
         if len(passages) != manifest["passage_count"]:
             raise IndexLoadError(f"passage counts disagree: {len(passages)} rows, manifest {manifest['passage_count']}")
         return index
@@ -301,15 +368,21 @@ class PgSearchIndex(SearchIndex):
         pass
 
     def passage_vectors(self, positions) -> np.ndarray:
-        ids = [int(i) for i in np.asarray(positions, dtype=np.int64)]
-        if not ids:
+        pos = np.asarray(positions, dtype=np.int64)
+        if not len(pos):
             return np.zeros((0, self.dim), np.float32)
+        parts, params = [], []
+        for j in np.unique(self._seg_of[pos]).tolist():
+            rows = self._row_of[pos[self._seg_of[pos] == j]].tolist()
+            parts.append(f"SELECT {j} AS s, rn, embedding FROM {self._passages(j)} WHERE rn = ANY(%s)")
+            params.append(rows)
         with self.db.connection() as conn:
-            rows = conn.execute(
-                f"SELECT position, embedding FROM {self._table} WHERE position = ANY(%s)", (ids,), binary=True
-            ).fetchall()
-        found = {pos: _as_array(vec) for pos, vec in rows}
-        return np.vstack([found[i] for i in ids]).astype(np.float32, copy=False)
+            found = conn.execute(" UNION ALL ".join(parts), params, binary=True).fetchall()
+        vectors = {int(self._segments[s].rows[rn]): _as_array(vec) for s, rn, vec in found}
+        return np.vstack([vectors[i] for i in pos.tolist()]).astype(np.float32, copy=False)
+
+    def _passages(self, j: int) -> str:
+        return schema.passages_table(self._segments[j].id)
 
     def dense_search(self, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner product on normalised vectors (cosine): HNSW when the version has one and k is within its
@@ -329,34 +402,101 @@ class PgSearchIndex(SearchIndex):
         return scores, positions
 
     def _nearest(self, conn, vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k nearest of each segment (its own HNSW graph, or exact), merged. Hidden rows are filtered out
+        inside the index scan, which pgvector's iterative scan continues until k rows pass."""
         approximate = bool(self._hnsw) and k <= HNSW_MAX_EF_SEARCH
-        sql = f"SELECT position, embedding <#> %s AS d FROM {self._table} ORDER BY d, position LIMIT %s"
-        if approximate:
-            sql = f"SELECT position, embedding <#> %s AS d FROM {self._table} ORDER BY embedding <#> %s LIMIT %s"
+        parts, params = [], []
+        for j, seg in enumerate(self._segments):
+            where, args = ("WHERE rn NOT IN (SELECT unnest(%s::int[]))", [seg.deleted]) if seg.deleted else ("", [])
+            order = "embedding <#> %s" if approximate and seg.hnsw else "d, rn"
+            parts.append(
+                f"(SELECT {j} AS s, rn, embedding <#> %s AS d FROM {self._passages(j)} {where}"
+                f" ORDER BY {order} LIMIT %s)"
+            )
+            params += [vec, *args, *([vec] if order != "d, rn" else []), k]
+        sql = f"SELECT s, rn, d FROM ({' UNION ALL '.join(parts)}) AS u ORDER BY d, s, rn LIMIT %s"
         with conn.transaction():
             if approximate:
                 ef = min(HNSW_MAX_EF_SEARCH, max(k, self._hnsw["ef_search"]))
                 conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
-                return conn.execute(sql, (vec, vec, k)).fetchall()
-            conn.execute("SET LOCAL enable_indexscan = off")  # exact: every passage is scored
-            return conn.execute(sql, (vec, k)).fetchall()
+                if any(seg.deleted for seg in self._segments):  # pgvector 0.8: scan on past filtered-out rows
+                    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            else:
+                conn.execute("SET LOCAL enable_indexscan = off")  # exact: every passage is scored
+            rows = conn.execute(sql, [*params, k]).fetchall()
+        return [(int(self._segments[s].rows[rn]), d) for s, rn, d in rows]
 
     def lexical_search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 (bm25s's scores, stored as postings) over stemmed tokens without stopwords; 1-D, best first."""
+        """BM25 as bm25s computes it (its "lucene" method, k1 and b: index/build.py _write_bm25) over stemmed
+        tokens without stopwords; 1-D, best first. The version's passage count and average length are in its
+        manifest; its document frequencies were added up at load (_document_frequencies). A term repeated in the
+        query counts each time, as in bm25s."""
         tokens = layout.bm25_tokenize([query], return_ids=False)[0]
         k = min(k, len(self.passages))
         if k <= 0 or not tokens:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        # A term repeated in the query counts each time, as in bm25s.
+        counts = Counter(tokens)
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute(f"SET LOCAL work_mem = '{LEXICAL_WORK_MEM}'")  # the postings read stay in memory
+            found = conn.execute("SELECT term, term_id FROM terms WHERE term = ANY(%s)", (list(counts),)).fetchall()
+            weights = self._idf({term_id: counts[term] for term, term_id in found})
+            if not weights:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            sql, params = self._lexical_sql(weights, k)
+            rows = conn.execute(sql, params).fetchall()
+        positions = [int(self._segments[s].rows[rn]) for s, rn, _ in rows]
+        return np.array([s for _, _, s in rows], np.float32), np.array(positions, np.int64)
+
+    def _idf(self, terms: dict[int, int]) -> dict[int, float]:
+        """Each query term's idf (bm25s's "lucene": log(1 + (N - df + 0.5) / (df + 0.5))) times its count in the
+        query; terms no visible passage holds are left out."""
+        n = self.manifest["lexical"]["doc_count"]
+        out = {}
+        for term_id, count in terms.items():
+            df = int(self._df[term_id]) if term_id < len(self._df) else 0
+            if df > 0:
+                out[term_id] = count * math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return out
+
+    def _lexical_sql(self, weights: dict[int, float], k: int) -> tuple[str, list]:
+        """One pass over the postings of the query's terms in each segment (hidden rows left out): the sum of
+        idf x tf / (tf + k1 (1 - b + b len / avgdl)) per passage, the best k."""
+        lex = self.manifest["lexical"]
+        ids = list(weights)
+        parts, params = [], [ids, [weights[t] for t in ids]]
+        for j, seg in enumerate(self._segments):
+            where, args = ("AND p.rn NOT IN (SELECT unnest(%s::int[]))", [seg.deleted]) if seg.deleted else ("", [])
+            parts.append(
+                f"SELECT {j} AS s, p.rn, p.term_id, p.tf, p.len FROM {schema.postings_table(seg.id)} p"
+                f" WHERE p.term_id = ANY(%s::int[]) {where}"
+            )
+            params += [ids, *args]
+        k1, b, avgdl = float(lex["k1"]), float(lex["b"]), float(lex["avg_doc_len"])
         sql = (
-            f"SELECT p.position, sum(p.score) AS s FROM unnest(%s::text[]) AS q(term)"
-            f" JOIN {schema.terms_table(self.version)} t USING (term)"
-            f" JOIN {schema.postings_table(self.version)} p ON p.term_id = t.term_id"
-            " GROUP BY p.position HAVING sum(p.score) > 0 ORDER BY s DESC, p.position LIMIT %s"
+            "WITH w AS MATERIALIZED (SELECT * FROM unnest(%s::int[], %s::float8[]) AS w(term_id, idf))"
+            " SELECT h.s, h.rn, sum(w.idf * h.tf / (h.tf + %s + %s * h.len)) AS score"
+            f" FROM ({' UNION ALL '.join(parts)}) AS h JOIN w USING (term_id)"
+            " GROUP BY h.s, h.rn ORDER BY score DESC, h.s, h.rn LIMIT %s"
         )
-        with self.db.connection() as conn:
-            rows = conn.execute(sql, (list(tokens), k)).fetchall()
-        return np.array([s for _, s in rows], np.float32), np.array([p for p, _ in rows], np.int64)
+        # tf / (tf + k1 (1 - b + b len / avgdl)) = tf / (tf + k1 (1 - b) + (k1 b / avgdl) len)
+        return sql, params[:2] + [k1 * (1 - b), k1 * b / avgdl] + params[2:] + [k]
+
+
+def _document_frequencies(conn, segments: list[_Segment]) -> np.ndarray:
+    """Term id -> how many of the version's passages hold it: the segments' counts, less their hidden rows'."""
+    counts: list[tuple[np.ndarray, np.ndarray]] = []
+    for seg in segments:
+        rows = conn.execute(f"SELECT term_id, df FROM {schema.df_table(seg.id)}").fetchall()
+        counts.append((np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64)))
+        if seg.deleted:
+            sql = f"SELECT term_id, count(*) FROM {schema.postings_table(seg.id)} WHERE rn = ANY(%s) GROUP BY term_id"
+            rows = conn.execute(sql, (seg.deleted,)).fetchall()
+            counts.append((np.array([r[0] for r in rows], np.int64), -np.array([r[1] for r in rows], np.int64)))
+    size = max((int(ids.max()) + 1 for ids, _ in counts if len(ids)), default=0)
+    df = np.zeros(size, np.int64)
+    for ids, n in counts:
+        np.add.at(df, ids, n)
+    return df
 
 
 def _as_array(vec) -> np.ndarray:
@@ -364,32 +504,115 @@ def _as_array(vec) -> np.ndarray:
     return vec.to_numpy() if hasattr(vec, "to_numpy") else np.asarray(vec, np.float32)
 
 
-def _read_arrays(conn, version: int) -> dict[str, np.ndarray]:
+def _read_arrays(conn, table: str, column: str, key_value: int) -> dict[str, np.ndarray]:
     chunks: dict[str, list] = {}
-    sql = "SELECT key, dtype, shape, data FROM arrays WHERE version = %s ORDER BY key, chunk"
-    for key, dtype, shape, data in conn.execute(sql, (version,)):
+    sql = f"SELECT key, dtype, shape, data FROM {table} WHERE {column} = %s ORDER BY key, chunk"
+    for key, dtype, shape, data in conn.execute(sql, (key_value,)):
         chunks.setdefault(key, [dtype, shape, []])[2].append(data)
     out = {}
     for key, (dtype, shape, parts) in chunks.items():
-        array = np.frombuffer(b"".join(parts), dtype=np.dtype(dtype)).reshape(shape)
-        array.setflags(write=False)
-        out[key] = array
+        out[key] = np.frombuffer(b"".join(parts), dtype=np.dtype(dtype)).reshape(shape)
     return out
 
 
-def _read_encoder(conn, version: int, manifest: dict) -> tuple[bytes, str] | None:
+def _read_segment_data(conn, index: PgSearchIndex, segments: list[_Segment]) -> None:
+    """The per-passage and per-sentence extras and arrays of each segment, their visible rows concatenated, the
+    sentences' owners and the parses' keys moved to version positions."""
+    arrays: dict[str, list] = {}
+    extras: dict[str, list] = {}
+    parses: dict[str, list] = {}
+    owners: list[np.ndarray] = []
+    for seg in segments:
+        seg_arrays = _read_arrays(conn, "segment_arrays", "segment", seg.id)
+        seg_extras = dict(conn.execute("SELECT key, value FROM segment_extras WHERE segment = %s", (seg.id,)))
+        visible = seg.rows >= 0
+        for key in PASSAGE_ARRAYS:
+            if key in seg_arrays:
+                arrays.setdefault(key, []).append(seg_arrays[key][visible])
+        for row, items in (seg_extras.get("parses") or {}).items():
+            if seg.rows[int(row)] >= 0:
+                parses[str(int(seg.rows[int(row)]))] = items
+        if SENTENCE_OWNER not in seg_extras:
+            continue
+        owner = np.asarray(seg_extras[SENTENCE_OWNER], np.int64)
+        keep = visible[owner] if len(owner) else np.zeros(0, bool)
+        owners.append(seg.rows[owner[keep]])
+        for key in SENTENCE_ARRAYS:
+            if key in seg_arrays:
+                arrays.setdefault(key, []).append(seg_arrays[key][keep])
+        for key in SENTENCE_EXTRAS:
+            if key in seg_extras:
+                extras.setdefault(key, []).extend(v for v, kept in zip(seg_extras[key], keep, strict=True) if kept)
+    for key, parts in arrays.items():
+        array = np.concatenate(parts)
+        array.setflags(write=False)
+        index._arrays[key] = array
+    if owners:
+        index._extra[SENTENCE_OWNER] = np.concatenate(owners).tolist()
+    index._extra |= extras
+    if isinstance(index._extra.get(REUSE), dict):
+        index._extra[REUSE] = index._extra[REUSE] | {"parses": parses}
+
+
+def _read_encoder(conn, manifest: dict) -> tuple[bytes, str] | None:
     info = manifest.get("encoder") or {}
     if not info.get("file"):
         return None
-    blobs = dict(conn.execute("SELECT name, data FROM blobs WHERE version = %s", (version,)).fetchall())
+    shas = manifest.get("blobs", {})
+    blobs = dict(conn.execute("SELECT sha256, data FROM stored_blobs WHERE sha256 = ANY(%s)", (list(shas.values()),)))
     try:
-        return bytes(blobs[info["file"]]), bytes(blobs[info["tokenizer"]]).decode("utf-8")
+        return bytes(blobs[shas[info["file"]]]), bytes(blobs[shas[info["tokenizer"]]]).decode("utf-8")
     except KeyError:
         log.warning("the collection's ONNX encoder is missing; queries will be encoded with torch")
         return None
 
 
 # --- writing --------------------------------------------------------------------------------------------------
+
+
+_write_token: contextvars.ContextVar[str | None] = contextvars.ContextVar("qa_pg_write_token", default=None)
+
+
+@contextlib.contextmanager
+def tagged_write(token: str) -> Iterator[None]:
+    """Writes in this block record `token` with the version they make current (collection_writes), in the same
+    transaction: whoever holds the token can tell later whether that write committed (qa/collection.py)."""
+    reset = _write_token.set(token)
+    try:
+        yield
+    finally:
+        _write_token.reset(reset)
+
+
+def committed(url: str, token: str) -> bool:
+    """Whether the write tagged `token` committed. Waits for a write still in flight (a writer killed a moment
+    ago whose transaction the server has not ended yet): the write transaction holds WRITE_LOCK_KEY."""
+    db = Database(url)
+    try:
+        with db.connection() as conn, conn.transaction():
+            if schema_version(conn) != schema.LATEST:
+                return False
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            return bool(conn.execute("SELECT 1 FROM collection_writes WHERE token = %s", (token,)).fetchone())
+    finally:
+        db.close()
+
+
+@dataclass
+class Collection:
+    """Everything a build gives the store: the whole collection as it should be after the write."""
+
+    passages: list[Passage]
+    works: list[Work]
+    corpus_files: dict[str, str]
+    vectors: np.ndarray
+    model: dict
+    extra: dict
+    arrays: dict[str, np.ndarray]
+    dense: dict
+    encoder: dict
+    blobs: dict[str, bytes]
+    libraries: dict
 
 
 def build_pg_index(
@@ -406,42 +629,25 @@ def build_pg_index(
     encoder_dir: Path,
     libraries: dict,
 ) -> int:
-    """Write a new collection version and make it current, all in one transaction; returns its number."""
-    bm25 = _bm25_postings(passages)
+    """Make `passages` (the whole collection) the current version, writing only what changed since the current
+    one (see _write): all in one transaction; returns the version's number."""
+    blobs = {n: (encoder_dir / n).read_bytes() for n in (encoder.get("file"), encoder.get("tokenizer")) if n}
+    c = Collection(passages, works, corpus_files, vectors, model_info, extra, arrays, dense, encoder, blobs, libraries)
+    return write_collection(url, c)
+
+
+def write_collection(url: str, c: Collection, rewrite: bool = False) -> int:
     db = Database(url)
     try:
         with db.connection() as conn:
             migrate(conn, db)
             with conn.transaction():
-                version = _write_version(conn, db, passages, works, vectors, extra, arrays, dense, bm25)
-                _write_blobs(conn, version, encoder_dir, encoder)
-                manifest = {
-                    "format": "postgresql",
-                    "schema_version": schema.LATEST,
-                    "version": version,
-                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "model": model_info,
-                    "corpus_files": dict(sorted(corpus_files.items())),
-                    "passage_count": len(passages),
-                    "work_count": len(works),
-                    "dense": dense,
-                    "lexical": bm25["info"],
-                    "extra": sorted(extra),
-                    "arrays": sorted(arrays),
-                    "libraries": libraries,
-                    "encoder": encoder,
-                }
-                conn.execute("UPDATE collection_versions SET manifest = %s WHERE id = %s", (_json(manifest), version))
-                # Last: the one statement that makes the version visible, committed with everything above.
-                conn.execute(
-                    "INSERT INTO current_version (version) VALUES (%s)"
-                    " ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version",
-                    (version,),
-                )
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+                version, written = _write(conn, db, c, rewrite)
             _drop_old_versions(conn, version)
     finally:
         db.close()
-    log.info("collection version %d is current in %s: %d passages", version, db, len(passages))
+    log.info("collection version %d is current in %s: %d passages (%d written)", version, db, len(c.passages), written)
     return version
 
 
@@ -454,111 +660,370 @@ def hnsw_build_memory_mb(rows: int, dim: int, dense: dict) -> int:
     return int(min(high, max(low, need)))
 
 
+def compact(url: str) -> int:
+    """Merge the current version's live segments into one, leaving out hidden rows: a new version (readers of the
+    old one go on until its segments are dropped). Rewrites the whole collection and its HNSW graph."""
+    index = PgSearchIndex.open(url)
+    m = index.manifest
+    vectors = index.passage_vectors(np.arange(len(index)))
+    extra = {k: v for k, v in index._extra.items()}
+    info = m.get("encoder") or {}
+    with Database(url).connection() as conn:
+        blobs = _read_encoder(conn, m)
+    names = [info.get("file"), info.get("tokenizer")]
+    blob_map = dict(zip(names, (blobs[0], blobs[1].encode("utf-8")), strict=True)) if blobs else {}
+    c = Collection(index.passages, list(index.works.values()), m["corpus_files"], vectors, m["model"], extra,
+                   dict(index._arrays), m["dense"], info, blob_map, m["libraries"])  # fmt: skip
+    return write_collection(url, c, rewrite=True)
+
+
 def _json(value):
     from psycopg.types.json import Jsonb
 
     return Jsonb(value)
 
 
-def _write_version(conn, db, passages, works, vectors, extra, arrays, dense, bm25) -> int:
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _canonical(value) -> str:
+    """JSON that does not depend on key order (jsonb, which the previous version was read from, reorders keys)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _write(conn, db: Database, c: Collection, rewrite: bool) -> tuple[int, int]:
+    """Write a version of `c` and make it current (the caller's transaction commits it). Returns (version,
+    passages written).
+
+    A document file is unchanged when its fingerprint (every row the build derived from it: passages, vectors,
+    attributions, sentences, works) equals the one recorded with the current version: its rows stay where they
+    are. The passages of new and changed files go into one new segment; the current version's rows of changed
+    and removed files are hidden. A new model or tokenizer (or `rewrite`) writes every file again."""
+    owner = np.asarray(c.extra.get(SENTENCE_OWNER, []), np.int64)
+    by_file = _by_file(c)
+    fingerprints = _fingerprints(c, by_file, owner)
+    lexical = _lexical_info()
+    previous = None if rewrite else _previous(conn, c, lexical)
+    live = previous["files"] if previous else {}
+    changed = sorted(f for f, fp in fingerprints.items() if live.get(f, (None, None))[1] != fp)
+    hidden_now = {f for f in live if f not in fingerprints} | (set(changed) & set(live))
+    segments = []
+    for seg in previous["segments"] if previous else []:
+        hidden = sorted(set(seg["hidden"]) | {f for f in hidden_now if live[f][0] == seg["id"]})
+        if set(hidden) < previous["segment_files"][seg["id"]]:
+            segments.append(seg | {"hidden": hidden})
     version = conn.execute("INSERT INTO collection_versions (manifest) VALUES ('{}') RETURNING id").fetchone()[0]
-    log.info("writing collection version %d to %s (%d passages)", version, db, len(passages))
-    conn.execute(schema.version_tables_ddl(version, vectors.shape[1]))
-    attributions = extra.get("attributions") or {}
-    extra = {k: v for k, v in extra.items() if k != "attributions"}  # kept with each passage
-    _copy_passages(conn, version, passages, vectors, attributions)
-    _copy_postings(conn, version, bm25)
+    log.info("writing collection version %d to %s: %d of %d files changed", version, db, len(changed), len(by_file))
+    selected = np.array(sorted(i for f in changed for i in by_file[f][0]), np.int64)
+    stats = {f: (s, n, t) for f, (s, _, n, t) in live.items() if f not in hidden_now}
+    if changed:
+        segment, tokens = _write_segment(conn, c, selected, {f: fingerprints[f] for f in changed}, by_file, owner)
+        segments.append({"id": segment, "hnsw": bool(c.dense.get("hnsw")), "hidden": []})
+        stats |= {f: (segment, len(by_file[f][0]), tokens[f]) for f in changed}
+    count, total_tokens = sum(n for _, n, _ in stats.values()), sum(t for _, _, t in stats.values())
+    if count != len(c.passages):
+        raise RuntimeError(f"version {version} would hold {count} passages, the build has {len(c.passages)}")
+    lexical |= {"doc_count": count, "avg_doc_len": total_tokens / count if count else 1.0}
+    collection_wide = {k: v for k, v in c.extra.items() if k not in (*SENTENCE_EXTRAS, SENTENCE_OWNER, ATTRIBUTIONS)}
+    if isinstance(collection_wide.get(REUSE), dict):
+        collection_wide[REUSE] = {k: v for k, v in collection_wide[REUSE].items() if k != "parses"}
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO works (version, position, id, data) VALUES (%s, %s, %s, %s)",
-            [(version, i, w.id, _json(w.to_dict())) for i, w in enumerate(works)],
-        )
-        cur.executemany(
             "INSERT INTO extras (version, key, value) VALUES (%s, %s, %s)",
-            [(version, key, _json(value)) for key, value in extra.items()],
+            [(version, key, _json(value)) for key, value in collection_wide.items()],
         )
-    _write_arrays(conn, version, arrays)
-    memory_mb = hnsw_build_memory_mb(len(passages), vectors.shape[1], dense)
+    per_segment = (*PASSAGE_ARRAYS, *SENTENCE_ARRAYS)
+    _write_arrays(conn, "arrays", version, {k: v for k, v in c.arrays.items() if k not in per_segment})
+    manifest = {
+        "format": "postgresql",
+        "schema_version": schema.LATEST,
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": c.model,
+        "corpus_files": dict(sorted(c.corpus_files.items())),
+        "passage_count": count,
+        "work_count": len(c.works),
+        "dense": c.dense,
+        "lexical": lexical,
+        "extra": sorted(c.extra),
+        "arrays": sorted(c.arrays),
+        "libraries": c.libraries,
+        "encoder": c.encoder,
+        "blobs": _write_blobs(conn, c.blobs),
+        "segments": segments,
+        "written": {"files": changed, "passages": len(selected)},
+    }
+    conn.execute("UPDATE collection_versions SET manifest = %s WHERE id = %s", (_json(manifest), version))
+    if (token := _write_token.get()) is not None:
+        conn.execute("INSERT INTO collection_writes (token, version) VALUES (%s, %s)", (token, version))
+    # Last: the one statement that makes the version visible, committed with everything above.
+    conn.execute(
+        "INSERT INTO current_version (version) VALUES (%s)"
+        " ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version",
+        (version,),
+    )
+    return version, len(selected)
+
+
+def _lexical_info() -> dict:
+    import bm25s
+
+    bm25 = bm25s.BM25()
+    info = {"library": "bm25s's scoring, at query time", "method": bm25.method, "idf": bm25.idf_method}
+    info |= {"k1": bm25.k1, "b": bm25.b, "stemmer": layout.STEMMER_LANGUAGE, "stopwords": layout.STOPWORDS}
+    if bm25.method != "lucene" or bm25.idf_method != "lucene":
+        raise RuntimeError(f"bm25s scores with {bm25.method}/{bm25.idf_method}; this store computes lucene's")
+    return info
+
+
+def _previous(conn, c: Collection, lexical: dict) -> dict | None:
+    """The current version, if the new one can keep its rows: same model and tokenizer."""
+    version = current_version(conn)
+    if version is None:
+        return None
+    manifest = conn.execute("SELECT manifest FROM collection_versions WHERE id = %s", (version,)).fetchone()[0]
+    same = manifest.get("model") == c.model and manifest.get("schema_version") == schema.LATEST
+    old = manifest.get("lexical", {})
+    same = same and all(old.get(k) == lexical[k] for k in ("method", "idf", "k1", "b", "stemmer", "stopwords"))
+    if not same:
+        log.info("writing every document again: the model or the tokenizer changed since version %d", version)
+        return None
+    segments = manifest["segments"]
+    ids = [s["id"] for s in segments]
+    rows = conn.execute(
+        "SELECT segment, file, fingerprint, passages, tokens FROM segment_files WHERE segment = ANY(%s)", (ids,)
+    ).fetchall()
+    segment_files: dict[int, set[str]] = {i: set() for i in ids}
+    hidden = {(s["id"], f) for s in segments for f in s["hidden"]}
+    files = {}
+    for seg, file, fp, n, tokens in rows:
+        segment_files[seg].add(file)
+        if (seg, file) not in hidden:
+            files[file] = (seg, fp, n, tokens)
+    return {"version": version, "segments": segments, "segment_files": segment_files, "files": files}
+
+
+def _by_file(c: Collection) -> dict[str, tuple[list[int], list[int]]]:
+    """Each document file's passages and works (their indexes in the build), in the build's order."""
+    out: dict[str, tuple[list[int], list[int]]] = {}
+    for i, p in enumerate(c.passages):
+        out.setdefault(p.file, ([], []))[0].append(i)
+    for i, w in enumerate(c.works):
+        out.setdefault(w.file, ([], []))[1].append(i)
+    return out
+
+
+def _sentence_rows(owner: np.ndarray, passages: np.ndarray) -> np.ndarray:
+    """The sentences (rows of the per-sentence data) of the given passages, in order."""
+    if not len(owner) or not len(passages):
+        return np.zeros(0, np.int64)
+    starts, ends = np.searchsorted(owner, passages, "left"), np.searchsorted(owner, passages, "right")
+    return np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+
+
+def _fingerprints(c: Collection, by_file: dict, owner: np.ndarray) -> dict[str, str]:
+    """A hash of everything the build derived from each file: equal hashes, rows that can be kept."""
+    attributions = c.extra.get(ATTRIBUTIONS) or {}
+    parses = (c.extra.get(REUSE) or {}).get("parses", {}) if isinstance(c.extra.get(REUSE), dict) else {}
+    out = {}
+    for file, (passages, works) in by_file.items():
+        h = hashlib.blake2b(digest_size=16)
+        idx = np.array(passages, np.int64)
+        rows = [[c.passages[i].to_dict(), attributions.get(c.passages[i].id), parses.get(str(i))] for i in passages]
+        h.update(_canonical([rows, [c.works[i].to_dict() for i in works]]).encode("utf-8"))
+        h.update(np.ascontiguousarray(c.vectors[idx]).tobytes())
+        sentences = _sentence_rows(owner, idx)
+        h.update(_canonical([(owner[sentences] - idx.min()).tolist() if len(idx) else []]).encode())
+        for key in PASSAGE_ARRAYS:
+            if key in c.arrays:
+                h.update(np.ascontiguousarray(c.arrays[key][idx]).tobytes())
+        for key in SENTENCE_ARRAYS:
+            if key in c.arrays:
+                h.update(np.ascontiguousarray(c.arrays[key][sentences]).tobytes())
+        for key in SENTENCE_EXTRAS:
+            if key in c.extra:
+                h.update(_canonical([c.extra[key][s] for s in sentences.tolist()]).encode("utf-8"))
+        out[file] = h.hexdigest()
+    return out
+
+
+def _write_segment(conn, c: Collection, selected: np.ndarray, fingerprints: dict, by_file: dict, owner: np.ndarray):
+    """A new segment of the passages at `selected` (indexes in the build, ascending: its rows 0..m-1), with their
+    postings, works, and per-passage and per-sentence data. Returns its id and each file's token count."""
+    hnsw = c.dense.get("hnsw")
+    sql = "INSERT INTO segments (passages, hnsw) VALUES (%s, %s) RETURNING id"
+    segment = conn.execute(sql, (len(selected), bool(hnsw))).fetchone()[0]
+    log.info("writing segment %d: %d passages", segment, len(selected))
+    conn.execute(schema.segment_tables_ddl(segment, c.vectors.shape[1]))
+    passages = [c.passages[i] for i in selected.tolist()]
+    lengths = _copy_postings(conn, segment, passages)
+    _copy_passages(conn, segment, passages, c.vectors[selected], c.extra.get(ATTRIBUTIONS) or {}, lengths)
+    tokens = {f: 0 for f in fingerprints}
+    for p, n in zip(passages, lengths.tolist(), strict=True):
+        tokens[p.file] += n
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO segment_files (segment, file, fingerprint, passages, tokens) VALUES (%s, %s, %s, %s, %s)",
+            [(segment, f, fp, len(by_file[f][0]), tokens[f]) for f, fp in fingerprints.items()],
+        )
+        works = [c.works[i] for f in fingerprints for i in by_file[f][1]]
+        cur.executemany(
+            "INSERT INTO segment_works (segment, position, id, file, data) VALUES (%s, %s, %s, %s, %s)",
+            [(segment, i, w.id, w.file, _json(w.to_dict())) for i, w in enumerate(works)],
+        )
+        extras = {}
+        if len(owner) or SENTENCE_OWNER in c.extra:
+            sentences = _sentence_rows(owner, selected)
+            extras[SENTENCE_OWNER] = np.searchsorted(selected, owner[sentences]).tolist()
+            for key in SENTENCE_EXTRAS:
+                if key in c.extra:
+                    extras[key] = [c.extra[key][s] for s in sentences.tolist()]
+        else:
+            sentences = np.zeros(0, np.int64)
+        reuse = c.extra.get(REUSE)
+        if isinstance(reuse, dict) and "parses" in reuse:
+            found = reuse["parses"]
+            extras["parses"] = {str(r): found[str(i)] for r, i in enumerate(selected.tolist()) if str(i) in found}
+        cur.executemany(
+            "INSERT INTO segment_extras (segment, key, value) VALUES (%s, %s, %s)",
+            [(segment, key, _json(value)) for key, value in extras.items()],
+        )
+    arrays = {k: c.arrays[k][selected] for k in PASSAGE_ARRAYS if k in c.arrays}
+    arrays |= {k: c.arrays[k][sentences] for k in SENTENCE_ARRAYS if k in c.arrays}
+    _write_arrays(conn, "segment_arrays", segment, arrays)
+    memory_mb = hnsw_build_memory_mb(len(selected), c.vectors.shape[1], c.dense)
     conn.execute(f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'")
-    conn.execute(schema.version_indexes_ddl(version, dense.get("hnsw")))
-    conn.execute(f"ANALYZE {schema.passages_table(version)}")
-    conn.execute(f"ANALYZE {schema.postings_table(version)}")
-    return version
+    conn.execute(schema.segment_indexes_ddl(segment, hnsw))
+    conn.execute(f"ANALYZE {schema.passages_table(segment)}")
+    conn.execute(f"ANALYZE {schema.postings_table(segment)}")
+    return segment, tokens
 
 
-def _copy_passages(conn, version: int, passages: list[Passage], vectors: np.ndarray, attributions: dict) -> None:
-    columns = "position, id, work, file, section, text, data, attributions, embedding"
-    with conn.cursor() as cur, cur.copy(f"COPY {schema.passages_table(version)} ({columns}) FROM STDIN") as copy:
-        for i, (p, vec) in enumerate(zip(passages, vectors, strict=True)):
+def _copy_passages(conn, segment: int, passages: list[Passage], vectors, attributions: dict, lengths) -> None:
+    columns = "rn, id, work, file, section, text, data, attributions, tokens, embedding"
+    with conn.cursor() as cur, cur.copy(f"COPY {schema.passages_table(segment)} ({columns}) FROM STDIN") as copy:
+        for i, (p, vec, n) in enumerate(zip(passages, vectors, lengths.tolist(), strict=True)):
             data = p.to_dict()
             text = data.pop("text")
-            row = (i, p.id, p.work, p.file, p.section, text, json.dumps(data, ensure_ascii=False))
-            copy.write_row((*row, json.dumps(attributions.get(p.id, []), ensure_ascii=False), vec))
+            row = (i, p.id, p.work, p.file, p.section, text, _dumps(data), _dumps(attributions.get(p.id, [])), n)
+            copy.write_row((*row, vec))
             if i and i % (10 * COPY_BATCH) == 0:
                 log.info("copied %d passages", i)
 
 
-def _copy_postings(conn, version: int, bm25: dict) -> None:
+def _copy_postings(conn, segment: int, passages: list[Passage]) -> np.ndarray:
+    """The passages' term frequencies (bm25s's tokens, index/build.py _write_bm25), one row per (term, passage)
+    with the passage's length; new terms join the shared dictionary. Returns each passage's length in tokens."""
+    tokenized = layout.bm25_tokenize([p.text for p in passages], return_ids=True, closed_compounds=True)
+    vocab = tokenized.vocab  # term -> local id
+    terms = sorted(vocab, key=vocab.get)
+    conn.execute("INSERT INTO terms (term) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (terms,))
+    found = dict(conn.execute("SELECT term, term_id FROM terms WHERE term = ANY(%s)", (terms,)).fetchall())
+    global_id = np.array([found[t] for t in terms], np.int64)
+    lengths = np.array([len(ids) for ids in tokenized.ids], np.int64)
+    if not lengths.sum():
+        return lengths
+    doc = np.repeat(np.arange(len(lengths)), lengths)
+    local = np.concatenate([np.asarray(ids, np.int64) for ids in tokenized.ids if len(ids)])
+    keys, tf = np.unique(doc * len(terms) + local, return_counts=True)
+    docs, term_ids = keys // len(terms), global_id[keys % len(terms)]
+    sql = f"COPY {schema.postings_table(segment)} (term_id, rn, tf, len) FROM STDIN WITH (FORMAT BINARY)"
     with conn.cursor() as cur:
-        with cur.copy(f"COPY {schema.terms_table(version)} (term, term_id) FROM STDIN") as copy:
-            for term, term_id in bm25["vocab"].items():
-                copy.write_row((term, term_id))
-        data, indices, indptr = bm25["data"], bm25["indices"], bm25["indptr"]
-        term_of = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
-        sql = f"COPY {schema.postings_table(version)} (term_id, position, score) FROM STDIN WITH (FORMAT BINARY)"
         with cur.copy(sql) as copy:
-            copy.set_types(["int4", "int4", "float4"])
-            for t, p, s in zip(term_of.tolist(), indices.tolist(), data.tolist(), strict=True):
-                copy.write_row((t, p, s))
+            copy.set_types(["int4", "int4", "int4", "int4"])
+            for row in zip(term_ids.tolist(), docs.tolist(), tf.tolist(), lengths[docs].tolist(), strict=True):
+                copy.write_row(row)
+        ids, df = np.unique(term_ids, return_counts=True)
+        with cur.copy(f"COPY {schema.df_table(segment)} (term_id, df) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "int4"])
+            for row in zip(ids.tolist(), df.tolist(), strict=True):
+                copy.write_row(row)
+    return lengths
 
 
-def _write_arrays(conn, version: int, arrays: dict[str, np.ndarray]) -> None:
+def _write_arrays(conn, table: str, owner: int, arrays: dict[str, np.ndarray]) -> None:
+    column = "segment" if table == "segment_arrays" else "version"
     with conn.cursor() as cur:
         for key, value in arrays.items():
             raw = np.ascontiguousarray(value).tobytes()
             parts = [raw[i : i + ARRAY_CHUNK_BYTES] for i in range(0, len(raw), ARRAY_CHUNK_BYTES)] or [b""]
             cur.executemany(
-                "INSERT INTO arrays (version, key, chunk, dtype, shape, data) VALUES (%s, %s, %s, %s, %s, %s)",
-                [(version, key, i, value.dtype.str, list(value.shape), part) for i, part in enumerate(parts)],
+                f"INSERT INTO {table} ({column}, key, chunk, dtype, shape, data) VALUES (%s, %s, %s, %s, %s, %s)",
+                [(owner, key, i, value.dtype.str, list(value.shape), part) for i, part in enumerate(parts)],
             )
 
 
-def _write_blobs(conn, version: int, root: Path, encoder: dict) -> None:
-    for name in (encoder.get("file"), encoder.get("tokenizer")):
-        if name:
-            data = (root / name).read_bytes()
-            conn.execute("INSERT INTO blobs (version, name, data) VALUES (%s, %s, %s)", (version, name, data))
-
-
-def _bm25_postings(passages: list[Passage]) -> dict:
-    """bm25s's index of the passages (the embedded store's, index/build.py _write_bm25), as postings."""
-    import bm25s
-
-    tokens = layout.bm25_tokenize([p.text for p in passages], return_ids=True, closed_compounds=True)
-    bm25 = bm25s.BM25()
-    bm25.index(tokens, show_progress=False)
-    info = {"library": "bm25s, as postings", "method": bm25.method, "k1": bm25.k1, "b": bm25.b}
-    info |= {"stemmer": layout.STEMMER_LANGUAGE, "stopwords": layout.STOPWORDS, "doc_count": len(passages)}
-    s = bm25.scores
-    return {"vocab": bm25.vocab_dict, "data": s["data"], "indices": s["indices"], "indptr": s["indptr"], "info": info}
+def _write_blobs(conn, blobs: dict[str, bytes]) -> dict[str, str]:
+    """The encoder's files, stored once by content (an add does not copy them again); name -> sha256."""
+    out = {}
+    for name, data in blobs.items():
+        sha = hashlib.sha256(data).hexdigest()
+        if not conn.execute("SELECT 1 FROM stored_blobs WHERE sha256 = %s", (sha,)).fetchone():
+            conn.execute("INSERT INTO stored_blobs (sha256, data) VALUES (%s, %s)", (sha, data))
+        out[name] = sha
+    return out
 
 
 def _drop_old_versions(conn, current: int) -> None:
-    """Drop versions older than the KEEP_VERSIONS newest, each only if no reader holds it (never waits)."""
-    rows = conn.execute(
-        "SELECT id FROM collection_versions WHERE id <> %s ORDER BY id DESC OFFSET %s", (current, KEEP_VERSIONS - 1)
-    ).fetchall()
+    """Drop versions older than the KEEP_VERSIONS newest, then the segments and blobs no kept version uses, each
+    segment only if no reader holds it (never waits)."""
     import psycopg
 
-    for (version,) in rows:
+    with conn.transaction():
+        conn.execute(
+            "DELETE FROM collection_versions WHERE id IN (SELECT id FROM collection_versions WHERE id <> %s"
+            " ORDER BY id DESC OFFSET %s)",
+            (current, KEEP_VERSIONS - 1),
+        )
+        manifests = [m for (m,) in conn.execute("SELECT manifest FROM collection_versions")]
+        used = {s["id"] for m in manifests for s in m.get("segments", [])}
+        shas = [sha for m in manifests for sha in m.get("blobs", {}).values()]
+        conn.execute("DELETE FROM stored_blobs WHERE NOT (sha256 = ANY(%s))", (shas,))
+        unused = [s for (s,) in conn.execute("SELECT id FROM segments WHERE NOT (id = ANY(%s))", (sorted(used),))]
+    for segment in unused:
         try:
             with conn.transaction():
                 conn.execute("SET LOCAL lock_timeout = '1s'")
-                conn.execute(schema.drop_version_ddl(version))
-            log.info("dropped collection version %d", version)
+                conn.execute(schema.drop_segment_ddl(segment))
+            log.info("dropped segment %d", segment)
         except psycopg.errors.LockNotAvailable:
-            log.info("collection version %d is still being read; the next build drops it", version)
+            log.info("segment %d is still being read; the next write drops it", segment)
 
 
 def encoder_workdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="qa-pg-encoder-")
+
+
+# --- schema version 1 ----------------------------------------------------------------------------------------
+
+
+def _convert_v1(conn, db: Database) -> None:
+    """Migration 1 -> 2: version 1's current collection becomes one segment and a version (every row written
+    once, BM25 term frequencies from the passages' texts); then version 1's tables go."""
+    versions = [v for (v,) in conn.execute("SELECT id FROM collection_versions ORDER BY id")]
+    version = current_version(conn)
+    if version is not None:
+        log.info("converting collection version %d of %s to segments", version, db)
+        manifest = conn.execute("SELECT manifest FROM collection_versions WHERE id = %s", (version,)).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT text, data, attributions, embedding FROM passages_v{int(version)} ORDER BY position", binary=True
+        ).fetchall()
+        passages = [Passage.from_dict(data | {"text": text}) for text, data, _, _ in rows]
+        vectors = np.vstack([_as_array(v) for *_, v in rows]).astype(np.float32)
+        works_rows = conn.execute("SELECT data FROM works WHERE version = %s ORDER BY position", (version,))
+        works = [Work(**d) for (d,) in works_rows]
+        extra = dict(conn.execute("SELECT key, value FROM extras WHERE version = %s", (version,)).fetchall())
+        if ATTRIBUTIONS in manifest["extra"]:
+            extra[ATTRIBUTIONS] = {p.id: a for p, (_, _, a, _) in zip(passages, rows, strict=True)}
+        arrays = _read_arrays(conn, "arrays", "version", version)
+        blobs = {n: bytes(d) for n, d in conn.execute("SELECT name, data FROM blobs WHERE version = %s", (version,))}
+        info = (manifest["dense"], manifest.get("encoder") or {}, blobs, manifest.get("libraries", {}))
+        c = Collection(passages, works, manifest["corpus_files"], vectors, manifest["model"], extra, arrays, *info)
+        conn.execute("DELETE FROM extras WHERE version = %s", (version,))
+        conn.execute("DELETE FROM arrays WHERE version = %s", (version,))
+        _write(conn, db, c, rewrite=True)
+    for v in versions:
+        conn.execute(f"DROP TABLE IF EXISTS {', '.join(schema.v1_tables(v))}")
+    conn.execute("DROP TABLE works, blobs")
+    conn.execute("DELETE FROM collection_versions WHERE id = ANY(%s)", (versions,))

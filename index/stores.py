@@ -9,7 +9,6 @@ as a SearchIndex (the PostgreSQL one is a subclass with the same surface).
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,12 +111,29 @@ def writer_lock(location: Location) -> Iterator[None]:
         yield
 
 
-def staging_dir(location: Location) -> Path:
-    """Where an add or remove copies the corpus it builds from: beside the index directory (recover() tidies
-    it after a kill; the new index must be on the index's file system to be swapped in), or a temporary one."""
+def staging_dir(location: Location, corpus_dir: Path) -> Path:
+    """Where an add or remove copies the corpus it builds from and records its commit: beside the index
+    directory (recover() tidies it after a kill; the new index must be on the index's file system to be swapped
+    in), or for a database beside the corpus directory (where its next writer finds a write killed midway)."""
     if is_database(location):
-        return Path(tempfile.mkdtemp(prefix="qa-staging-"))
+        return layout.sibling(Path(corpus_dir).absolute(), "staging")
     return layout.sibling(Path(location), "staging")
+
+
+@contextlib.contextmanager
+def tagged_write(location: Location, token: str) -> Iterator[None]:
+    """A database's write in this block records `token` in the transaction that makes its version current."""
+    from index.pg import tagged_write as tagged
+
+    with tagged(token):
+        yield
+
+
+def committed(location: Location, token: str) -> bool:
+    """Whether the database committed the write tagged `token` (waiting for one still in flight)."""
+    from index.pg import committed as found
+
+    return found(location, token)
 
 
 def staging_target(location: Location, staging: Path) -> Location:

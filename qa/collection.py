@@ -6,7 +6,13 @@ staging copy of the corpus next to the index, then records its changes there (th
 the changed files in place, and only then swaps the new index in. So a server never sees an index whose files
 are not yet in the corpus; a write killed before its commit point leaves the collection as it was, and one
 killed after it is finished by the next writer or loader (finish_interrupted): the old collection or the new
-one, whole. (On a database store the build's own transaction makes the new version current: see index/pg.py.)
+one, whole.
+
+On a database store the build's own transaction makes the new version current (index/pg.py), and that is the
+commit point: the staging directory (beside the corpus directory) holds the changes and a record naming the
+write before the build starts, and the version's transaction records the same token. A write killed after
+its transaction committed but before its files reached the corpus is finished by the next writer, which finds
+the token in the database; one killed before is undone (its staging directory removed).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import json
 import logging
 import shutil
+import uuid
 from pathlib import Path
 
 from corpus.collection import manifest_text, with_file_entry, without_file_entry, write_atomically
@@ -34,6 +41,7 @@ def build(corpus_dir: Path, index_dir: Path, progress: bool = True) -> Path:
     from qa.build import build_default_index
 
     with writer_lock(index_dir):
+        finish_interrupted(index_dir, locked=True, corpus_dir=corpus_dir)  # a database ahead of this corpus
         return build_default_index(corpus_dir, index_dir, progress=progress)
 
 
@@ -105,32 +113,40 @@ def _rewrite(corpus_dir: Path, index_dir: Path, changes: dict[str, bytes | None]
     (finish_interrupted), so the collection is always the old one or the new one, whole."""
     from qa.build import build_default_index
 
-    finish_interrupted(index_dir, locked=True)
+    finish_interrupted(index_dir, locked=True, corpus_dir=corpus_dir)
     stores.recover(index_dir)  # debris of an earlier write that was killed before its commit
-    staging = stores.staging_dir(index_dir)
+    staging = stores.staging_dir(index_dir, corpus_dir)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         corpus = staging / "corpus"
         shutil.copytree(corpus_dir, corpus, ignore=shutil.ignore_patterns("*.py", "__pycache__", ".*"))
         _apply(corpus, changes)
         target = stores.staging_target(index_dir, staging)
-        build_default_index(corpus, target, progress=progress, reuse_from=index_dir)
-        _record_commit(staging, corpus_dir, changes)
+        if stores.shared(index_dir):
+            # The database's transaction is the commit point: the record comes first and names it.
+            token = uuid.uuid4().hex
+            _record_commit(staging, corpus_dir, changes, token)
+            with stores.tagged_write(index_dir, token):
+                build_default_index(corpus, target, progress=progress, reuse_from=index_dir)
+        else:
+            build_default_index(corpus, target, progress=progress, reuse_from=index_dir)
+            _record_commit(staging, corpus_dir, changes)
         _commit(staging, index_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return index_dir
 
 
-def _record_commit(staging: Path, corpus_dir: Path, changes: dict[str, bytes | None]) -> None:
-    """The commit point: from here on, the write is finished even if this process dies."""
+def _record_commit(staging: Path, corpus_dir: Path, changes: dict[str, bytes | None], token: str | None = None) -> None:
+    """The commit point: from here on, the write is finished even if this process dies. (With a `token`, for a
+    database store: the write is finished if the database committed the version that records the token.)"""
     kept = staging / "changes"
     kept.mkdir()
     for name, data in changes.items():
         if data is not None:
             (kept / name).write_bytes(data)
     record = {"corpus_dir": str(corpus_dir.resolve()), "write": sorted(n for n, d in changes.items() if d is not None),
-              "remove": sorted(n for n, d in changes.items() if d is None)}  # fmt: skip
+              "remove": sorted(n for n, d in changes.items() if d is None), "token": token}  # fmt: skip
     layout.fsync_path(kept)
     write_atomically(staging / layout.COMMIT_FILE, json.dumps(record).encode("utf-8"))
 
@@ -145,11 +161,14 @@ def _commit(staging: Path, index_dir: Path) -> None:
         stores.publish(staging / "index", index_dir)
 
 
-def finish_interrupted(index_dir: Path, locked: bool = False) -> None:
+def finish_interrupted(index_dir: Path, locked: bool = False, corpus_dir: Path | None = None) -> None:
     """Finish the commit of a write that was killed after its commit point (see _rewrite). Without the writer
-    lock (`locked`), only if no writer holds it: a live writer finishes it first thing."""
+    lock (`locked`), only if no writer holds it: a live writer finishes it first thing. A database store's
+    writes are found beside their corpus directory (`corpus_dir`), by its writers (which hold the lock)."""
     if stores.shared(index_dir):
-        return  # a database's version is committed by its own transaction
+        if locked and corpus_dir is not None:
+            _finish_database_writes(index_dir, Path(corpus_dir))
+        return
     pending = [
         (staging, pid)
         for staging, pid in layout.siblings(index_dir, "staging")
@@ -164,6 +183,24 @@ def finish_interrupted(index_dir: Path, locked: bool = False) -> None:
             log.warning("finishing the interrupted write of %s (process %d)", index_dir, pid)
             _commit(staging, index_dir)
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _finish_database_writes(url: str, corpus_dir: Path) -> None:
+    """Each write to the database `url` from this corpus whose process died: its files are put in place if the
+    database committed its version, else it is dropped (the database rolled it back)."""
+    for staging, pid in layout.siblings(corpus_dir.absolute(), "staging"):
+        if layout.pid_alive(pid):
+            continue
+        try:
+            token = json.loads((staging / layout.COMMIT_FILE).read_text(encoding="utf-8"))["token"]
+        except (OSError, ValueError, KeyError, TypeError):
+            token = None  # killed before its record was complete: before its build, too
+        if token and stores.committed(url, token):
+            log.warning("finishing the interrupted write of %s (process %d): its version is committed", url, pid)
+            _commit(staging, url)
+        else:
+            log.info("dropping the interrupted write of %s (process %d): it never committed", url, pid)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _apply(corpus_dir: Path, changes: dict[str, bytes | None]) -> None:

