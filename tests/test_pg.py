@@ -449,8 +449,21 @@ def test_a_write_killed_after_the_database_committed_is_rolled_forward_into_the_
     assert {added.name, other.name} <= set(built_from(url)) and not list(corpus.parent.glob("corpus.staging-*"))
 
 
-MAIN = REPO.parent / "main"
-BUILD_WITH_MAIN = """
+SCHEMA_1_COMMIT = "21b75b3"  # the last commit whose PostgreSQL store wrote schema version 1
+
+
+@pytest.fixture(scope="session")
+def schema_1_code() -> Path:
+    """The project's source at SCHEMA_1_COMMIT, from this checkout's git history."""
+    root = Path(tempfile.mkdtemp(prefix="qa-schema1-"))
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", SCHEMA_1_COMMIT], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"this checkout has no commit {SCHEMA_1_COMMIT} (a shallow clone?)")
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    return root
+
+
+BUILD_WITH_SCHEMA_1 = """
 import sys
 from pathlib import Path
 from qa.build import build_default_index
@@ -458,18 +471,16 @@ build_default_index(Path(sys.argv[1]), sys.argv[2], progress=False, reuse_from=P
 """
 
 
-def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(server, tmp_path):
+def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(server, tmp_path, schema_1_code):
     from index import pg_schema
     from index.store import IndexLoadError
     from index.stores import open_index
 
-    if not (MAIN / "index" / "pg.py").exists() or "segment" in (MAIN / "index" / "pg_schema.py").read_text():
-        pytest.skip("needs a checkout of schema version 1's code beside this one (../main)")
     url = new_database(server, "schema1")
     corpus = small_corpus(tmp_path)
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(MAIN)}
-    cmd = [sys.executable, "-c", BUILD_WITH_MAIN, str(corpus), url, str(built_index())]
-    run = subprocess.run(cmd, cwd=MAIN, env=env, capture_output=True, text=True, timeout=600)
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(schema_1_code)}
+    cmd = [sys.executable, "-c", BUILD_WITH_SCHEMA_1, str(corpus), url, str(tmp_path / "old-index")]
+    run = subprocess.run(cmd, cwd=schema_1_code, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     with pytest.raises(IndexLoadError, match="schema version 1, this code reads 2: any write"):
         open_index(url)
@@ -479,7 +490,7 @@ def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(serv
         pg.migrate(conn, pg.Database(url))  # what any write does first
         assert pg.schema_version(conn) == pg_schema.LATEST
         assert not conn.execute("SELECT count(*) FROM pg_tables WHERE tablename ~ '_v[0-9]+$'").fetchone()[0]
-    # (Not the attributions: ../main's parser may differ from this one, and the files store parses again.)
+    # (Not the attributions: the old code's parser may differ from this one, and the files store parses again.)
     assert_same_as_files(open_index(url), files_index(corpus, tmp_path, url), ("sentence_texts", "sentence_spans"))
     build_into(url, corpus)  # writes after the migration (the first may parse again with this code's parser)
     build_into(url, corpus)
