@@ -36,24 +36,8 @@ class MappedText:
         """
         rx = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
         literal = isinstance(repl, str) and "\\" not in repl  # no group references: skip expand()
-        parts: list[str] = []
-        offsets: list[np.ndarray] = []
-        last = 0
-        for m in rx.finditer(self.text):
-            a, b = m.span()
-            new = repl if literal else repl(m) if callable(repl) else m.expand(repl)
-            parts.append(self.text[last:a])
-            offsets.append(self.pos[last:a])
-            if new:
-                anchor = self.pos[a] if a < len(self.pos) else self.raw_len
-                parts.append(new)
-                offsets.append(np.full(len(new), anchor, dtype=np.int64))
-            last = b
-        if not parts:
-            return self
-        parts.append(self.text[last:])
-        offsets.append(self.pos[last:])
-        return MappedText("".join(parts), np.concatenate(offsets), self.raw_len)
+        new = (lambda m: repl) if literal else repl if callable(repl) else (lambda m: m.expand(repl))
+        return self.replace([(*m.span(), new(m)) for m in rx.finditer(self.text)])
 
     def replace(self, spans: list[tuple[int, int, str]]) -> MappedText:
         """Replace each (a, b, new) of sorted, non-overlapping spans of the text (a == b inserts `new`); new
