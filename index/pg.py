@@ -666,7 +666,7 @@ def compact(url: str) -> int:
     index = PgSearchIndex.open(url)
     m = index.manifest
     vectors = index.passage_vectors(np.arange(len(index)))
-    extra = {k: v for k, v in index._extra.items()}
+    extra = dict(index._extra)
     info = m.get("encoder") or {}
     with Database(url).connection() as conn:
         blobs = _read_encoder(conn, m)
