@@ -31,7 +31,7 @@ from corpus.html import html_dropped, html_to_mapped
 from corpus.mapped import MappedText
 from corpus.model import Note, Passage, Work
 from corpus.passages import WorkText, build_passages
-from corpus.structure import MD_HEADING, Dropped, drop_junk, paragraphs, sentences
+from corpus.structure import MD_HEADING, Dropped, drop_junk, opening_title, paragraphs, sentences
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,12 @@ def decode(data: bytes) -> str:
 
 
 def _first_heading(text: str) -> str | None:
-    """The title the text shows: its first heading, else a short first line."""
+    """The title the text shows: its first heading, else an opening title line (corpus.structure.opening_title),
+    else a short first line."""
     first_lines = [ln.strip() for ln in text.splitlines() if ln.strip()][:5]
     heading = next((ln[1:] for ln in first_lines if ln.startswith(HEADING_MARK)), None)
     heading = heading or next((m.group(1) for ln in first_lines if (m := MD_HEADING.match(ln))), None)
+    heading = heading or opening_title(text.splitlines()[:50])
     return heading or (first_lines[0] if first_lines and len(first_lines[0].split()) <= 12 else None)
 
 

@@ -154,7 +154,8 @@ def chunk_apart(sents: list[Sentence]) -> list[list[Sentence]]:
 
 def _headings_lead(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
     """Headings alone in a chunk (a heading right above a sub-heading) open the chunk right under them. A heading
-    whose section kept no text (a list of names dropped as junk) is structure, not content: it goes."""
+    whose section kept no text (a list of names dropped as junk) is structure, not content: it goes, unless the
+    work kept nothing else (its title above a table of contents), so that every work can be found."""
     out: list[list[Sentence]] = []
     waiting: list[Sentence] = []
     for c in chunks:
@@ -165,7 +166,7 @@ def _headings_lead(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
             continue
         out.append(waiting + c)
         waiting = []
-    return out
+    return out or chunks[:1]
 
 
 def _merge_short_tails(chunks: list[list[Sentence]]) -> list[list[Sentence]]:
@@ -209,7 +210,8 @@ def build_passages(
         for c in chunk(body) + chunk_apart([s for s in w.sentences if s.kind != "body"]):
             keys = [index_of[id(s)] for s in c]
             copies = [w.dup_of[k] for k in keys]
-            if all(m is not None or s.heading for s, m in zip(c, copies, strict=True)):  # a version's copy
+            copied = any(m is not None for m in copies)
+            if copied and all(m is not None or s.heading for s, m in zip(c, copies, strict=True)):  # a version's copy
                 _record_copy(w.file, c, copies, owner)
                 collapsed[w.work] += 1
                 continue

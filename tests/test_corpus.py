@@ -255,3 +255,32 @@ def test_brackets_in_a_formula_are_not_a_link(tmp_path):
     )
     (p,) = load_corpus(tmp_path).passages
     assert "Kat" not in p.text.split() and "the protocol for details" in p.text
+
+
+def test_an_opening_title_line_is_kept_as_the_works_title_and_section(tmp_path):
+    """A file that opens with its title, a blank line, then the text (SciFact's abstracts): the title is the
+    work's title and every passage's section, even when it is long, ends with a stop or is in Title Case (all
+    three were dropped as junk or merged into the first passage before: 149 SciFact titles lay in no passage)."""
+    title = "Tetraspanin 3 Is Required for the Development and Propagation of Acute Myelogenous Leukemia."
+    abstract = " ".join(
+        f"Sentence {i} of the abstract reports what the mice showed after the treatment." for i in range(40)
+    )
+    (tmp_path / "11369420.txt").write_text(f"{title}\n\n{abstract}\n", encoding="utf-8")
+    toc = "PHENYLALANINE TOXICITY 158 Developing the Model . . . . . . . . . . . . . . . . 160 " * 3
+    (tmp_path / "12207167.txt").write_text(f"Adverse effects of excessive consumption of amino acids.\n\n{toc}\n")
+    c = load_corpus(tmp_path)
+    works = {w.file: w for w in c.works.values()}
+    assert works["11369420.txt"].title == title
+    passages = [p for p in c.passages if p.file == "11369420.txt"]
+    assert len(passages) > 1 and all(p.section == title for p in passages)
+    assert passages[0].text.startswith(title)
+    # a work whose text is all junk (a table of contents) still keeps its title, so it can be found
+    [only] = [p for p in c.passages if p.file == "12207167.txt"]
+    assert only.text == "Adverse effects of excessive consumption of amino acids."
+
+
+def test_a_lead_paragraph_of_one_liners_is_no_title(tmp_path):
+    """One-line paragraphs (a perspective each) are no title: the line after the first is as short as it."""
+    lines = [f"Perspective number {i} says that the policy would help people." for i in range(5)]
+    (tmp_path / "p.md").write_text("\n\n".join(lines) + "\n", encoding="utf-8")
+    assert all(p.section is None for p in load_corpus(tmp_path).passages)
