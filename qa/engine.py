@@ -14,7 +14,7 @@ from corpus.ingest import CORPUS_DIR
 from corpus.model import Passage, Work
 from index import stores
 from index.store import IndexLoadError, SearchIndex
-from qa import abstain, support, viewpoints
+from qa import abstain, answer_type, support, viewpoints
 from qa.citation import make_citation
 from qa.retrieve import Candidate, Retriever
 from qa.schema import (
@@ -29,12 +29,10 @@ from qa.schema import (
     SpanOut,
     ViewpointOut,
 )
-from qa.tuning import SUPPORT, Weights
+from qa.tuning import HIGHLIGHT, SUPPORT, HighlightWeights, Weights
 
 log = logging.getLogger(__name__)
 POOL = 60  # candidates taken from each retriever before re-ranking
-HIGHLIGHT_COVERAGE_WEIGHT = 0.1  # sentence cosine + this x the sentence's share of the question's terms
-HIGHLIGHT_MARGIN = 0.05
 COPY_COSINE = 0.95  # passages this similar are versions of one text
 REQUIRED_EXTRAS = ("sentence_owner", "sentence_texts", "sentence_spans", "attributions")
 
@@ -127,9 +125,9 @@ class Engine:
         probability = self._support(question, cands, ranked)
         answered = any(probability[c.pos] >= SUPPORT.threshold for c in cands[: support.TOP])
         decision = abstain.explain(question, cands, self.retriever, answered)
-        terms = self.retriever.query_terms(question)
+        terms, kind = self.retriever.query_terms(question), answer_type.asked(question)
         passages = [
-            self._passage_out(c, i + 1, probability[c.pos], highlights=self._highlights(c, qvec, terms))
+            self._passage_out(c, i + 1, probability[c.pos], highlights=self._highlights(c, qvec, terms, kind))
             for i, c in enumerate(ranked)
         ]
         for out, c in zip(passages, ranked, strict=True):
@@ -197,8 +195,17 @@ class Engine:
             )
         return ok
 
-    def _highlights(self, c: Candidate, qvec: np.ndarray, terms: tuple[str, ...]) -> list[Highlight]:
-        """The passage's sentences that best answer the question, best first (raw-file spans).
+    def _highlights(
+        self,
+        c: Candidate,
+        qvec: np.ndarray,
+        terms: tuple[str, ...],
+        kind: str | None = None,
+        w: HighlightWeights = HIGHLIGHT,
+    ) -> list[Highlight]:
+        """The passage's sentences that best answer the question, best first (raw-file spans): the sentence's
+        cosine, plus its share of the question's terms, plus whether it states an answer of the kind asked
+        (`kind`, qa/answer_type.py: a date for "when", a number for "how many"), weighted by `w`.
 
         An adjacent sentence that scores almost as well joins the best one: answers often span two.
         """
@@ -206,9 +213,12 @@ class Engine:
         sims = self.retriever.sentence_sims(c.pos, qvec)
         if not len(sims):
             return [Highlight(start=p.start, end=p.end, text=p.text)]
-        coverage = [self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))]
-        scores = sims + HIGHLIGHT_COVERAGE_WEIGHT * np.array(coverage)
         first = self.retriever.sentence_start[c.pos]
+        coverage = [self.retriever.sentence_coverage(c.pos, i, terms) for i in range(len(sims))]
+        scores = sims + w.coverage * np.array(coverage)
+        if kind is not None:
+            spans = self.sentence_spans[first : first + len(sims)]
+            scores += w.answer_type * np.array([answer_type.gives(p.text[a:b], kind) for a, b in spans])
         # A section heading names the topic the question shares; the answer is in the text under it.
         headings = [self._is_heading(p, first + i) for i in range(len(sims))]
         if not all(headings):
@@ -217,7 +227,7 @@ class Engine:
         best = order[0]
         groups = [[best]]  # sentence indices of each highlight
         for i in order[1:]:
-            if scores[i] < scores[best] - HIGHLIGHT_MARGIN:
+            if scores[i] < scores[best] - w.margin:
                 break
             if abs(i - best) == 1:
                 groups[0] = sorted(groups[0] + [i])

@@ -52,6 +52,28 @@ def test_every_returned_word_is_verbatim_and_highlights_point_into_the_passage(e
         assert p.citation.text and p.citation.csl["title"]
 
 
+def test_the_highlight_states_the_kind_of_answer_asked(engine):
+    """For "when", the sentence with the date; for "how many", the one with the number (qa/answer_type.py):
+    without it, "At that time, who wanted Stalin to die" outscored "Stalin died in 1953"."""
+    r = ask(engine, "When did Stalin die?", top_k=10)
+    found = [p for p in r.passages if "Stalin died in 1953" in p.text]
+    assert found and all("1953" in p.highlights[0].text for p in found)
+    r = ask(engine, "How many people died in the Great Purge?", top_k=10)
+    found = [p for p in r.passages if "247,157" in p.text]  # two versions of the article hold it
+    assert found and all("247,157" in p.highlights[0].text for p in found)
+
+
+def test_answer_types_are_read_from_the_question_and_the_sentence():
+    from qa.answer_type import DATE, QUANTITY, asked, gives
+
+    assert asked("When did Stalin die?") == DATE and asked("In what year was the plan launched?") == DATE
+    assert asked("How many kulaks were deported?") == QUANTITY and asked("Who wrote the essay?") is None
+    assert gives("Stalin died in 1953.", DATE) and gives("It began on 5 March.", DATE)
+    assert not gives("Stalin died.", DATE) and not gives("He died in 1953.", QUANTITY)
+    assert gives("Some 700,000 people were shot.", QUANTITY) and gives("thirteen volumes", QUANTITY)
+    assert not gives("anything", None)
+
+
 def test_abstains_off_topic_and_on_facts_the_corpus_lacks(engine):
     for question in ("What is the boiling point of mercury at sea level?", "What vaccine did Stalin receive in 1950?"):
         r = ask(engine, question, top_k=5)
