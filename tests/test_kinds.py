@@ -111,6 +111,41 @@ def test_html_captions_quotes_and_bylines_are_kept_apart_and_chrome_goes(tmp_pat
     assert "Home" not in " ".join(p.text for p in c.passages) and "Leave a comment" not in body
 
 
+FOOTNOTES_HTML = """<!doctype html><html><head><title>The salt road</title></head><body><article>
+<h1>The salt road</h1>
+<p>Salt left the marshes on the backs of mules until the railway came, and whole villages lived by the trade that \
+crossed the mountains every summer.<sup><a href="#fn1" id="r1">1</a></sup> The last caravan crossed in 1911, and \
+the inns along the road closed one by one over the next decade.<a href="#fn2">[2]</a> See the
+<a href="#map">map of the road</a> for the route the caravans took through the passes.</p>
+<section class="footnotes"><ol>
+<li id="fn1">The figures come from the parish registers of the marsh villages, which the author read in 2015. \
+<a href="#r1">↩</a></li>
+<li id="fn2">Interview with the granddaughter of the last innkeeper, recorded in the village square.</li>
+</ol></section>
+<p id="map">The map shows the road from the marshes to the mountain towns, with the inns marked along it.</p>
+</article></body></html>
+"""
+
+
+def test_html_footnotes_are_notes_linked_to_their_markers(tmp_path):
+    root = collection(tmp_path, {"salt.html": FOOTNOTES_HTML})
+    c = load_corpus(root)
+    check_verbatim(c)
+    notes = [p for p in c.passages if p.kind == "note"]
+    assert [n.text[:40] for n in notes] == [
+        "The figures come from the parish registe",
+        "Interview with the granddaughter of the ",
+    ]
+    [body] = [p for p in c.passages if p.kind == "body" and "Salt left" in p.text]
+    assert "summer. The last" in body.text and "decade. See" in body.text  # the markers go from the text
+    assert [(n.marker, n.passage) for n in body.notes] == [("fn1", notes[0].id), ("fn2", notes[1].id)]
+    assert all(n.cited_by == [body.id] for n in notes)
+    assert "map of the road" in body.text  # a link to a part of the page that is no note is words of the text
+    [audited] = audit(root).values()
+    assert not audited.unexplained
+    assert any(d.rule == "footnote reference" and d.text in ("1", "[2]") for d in audited.dropped)
+
+
 def test_an_old_index_passage_reads_as_body():
     d = {"id": "w-1", "file": "f.txt", "start": 0, "end": 4, "work": "w", "section": None, "text": "Text"}
     p = Passage.from_dict(d)
