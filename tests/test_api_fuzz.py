@@ -12,6 +12,10 @@ from _api_support import built_index  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+# Imported at collection: from_asgi imports it lazily, and pytest's assertion rewriting then compiled it deep inside
+# the fixture, where CPython 3.11.7 once failed with "AST constructor recursion depth mismatch".
+from schemathesis.specs.openapi import schemas as _openapi_schemas  # noqa: E402, F401
+
 from api.app import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
 
