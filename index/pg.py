@@ -9,7 +9,9 @@ Lexical search is BM25 computed exactly as bm25s computes it (its "lucene" metho
 each (term, passage)'s raw frequency and the passage's length in tokens (the embedded store's tokenizer); a
 query computes the scores with the version's passage count, average length and document frequencies (each
 segment's, less its hidden rows', added up when a version is loaded). So both stores rank lexical candidates
-alike.
+alike. The postings are also ordered by impact (the term's weight in the passage): a query scores only the
+passages among each of its terms' LEXICAL_DEPTH best, which is exact while no term is more common than that
+(PgSearchIndex.lexical_search).
 
 Versions and segments (index/pg_schema.py): a write (`qa index build`, add, remove) compares a fingerprint of
 each document file's rows with the current version's and writes one new segment with the passages of the new
