@@ -161,6 +161,7 @@ def lexical_against_exact(index, questions: list[str]) -> dict:
         same += len(scores[:K]) == len(best[:K]) and bool(np.allclose(scores[:K], best[:K], rtol=1e-6))
     return {
         "lexical_depth": depth,
+        "lexical_within_depth_share": round(float(np.mean([within_depth(index, q) for q in questions])), 4),
         "lexical_exact": percentiles(times),
         "lexical_recall@10": round(float(np.mean(recalls)), 4),
         "lexical_top10_exact_share": round(same / max(len(recalls), 1), 4),
@@ -215,6 +216,17 @@ def throughput(store: str, queries: np.ndarray, questions: list[str], replicas: 
         shutil.rmtree(work, ignore_errors=True)
     total = sum(o["retrievals"] for o in outs)
     return {"replicas": replicas, "retrievals_per_s": round(total / duration, 1), "load_s": [o["load_s"] for o in outs]}
+
+
+def within_depth(index, question: str) -> bool:
+    """Whether no term of the question is in more of the version's passages than the depth (the search is then
+    exact by construction)."""
+    from index import layout
+
+    terms = layout.bm25_tokenize([question], return_ids=False)[0]
+    with index.db.connection() as conn:
+        ids = [t for (t,) in conn.execute("SELECT term_id FROM terms WHERE term = ANY(%s)", (terms,))]
+    return all(index._df[t] <= index.lexical_depth for t in ids if t < len(index._df))
 
 
 def vacuum(url: str) -> None:
