@@ -10,7 +10,8 @@ index.build.build_index, the code `qa index build` uses, as HNSW (M 32, ef_const
 files (FAISS + bm25s) in a temporary directory, and a new version in the database.
 
 The database's segments are vacuumed before they are measured (as autovacuum does minutes after a build).
---measure-only measures the database's current version again without building (the files store is built).
+--measure-only measures the database's current version again without building (the files store is built); with
+--depths D [D ...], only its lexical search at those depths against exact BM25, over the 68 distinct dev questions.
 
 Reported: build time and load rate (passages/s), size on disk (the index directory; the version's segments' tables
 and indexes in the database), single-query latency p50/p99 of dense search, of lexical search, and of one ask's
@@ -136,36 +137,43 @@ def measure(index, queries: np.ndarray, questions: list[str], exact: np.ndarray)
     return out
 
 
-def lexical_against_exact(index, questions: list[str]) -> dict:
+def lexical_against_exact(index, questions: list[str], exact: list | None = None) -> dict:
     """The PostgreSQL store's lexical search (each term's best postings, PgSearchIndex.lexical_depth) against exact
     BM25 (every posting read: lexical_depth None, the search before impact ordering), on the same collection:
-    the exact search's latency, and recall@10 of the top 10 of POOL. Recall counts ties: a passage returned whose
-    score is at least the exact 10th best's belongs to an exact top 10 (the scores returned are exact)."""
-    depth, fast, exact, times, recalls = index.lexical_depth, [], [], [], []
-    for question in questions:
-        fast.append(index.lexical_search(question, POOL))
-    index.lexical_depth = None
-    try:
-        for question in questions:
-            t0 = time.perf_counter()
-            exact.append(index.lexical_search(question, POOL))
-            times.append(time.perf_counter() - t0)
-    finally:
-        index.lexical_depth = depth
-    same = 0
+    both latencies, and recall@10 of the top 10 of POOL. Recall counts ties: a passage returned whose score is at
+    least the exact 10th best's belongs to an exact top 10 (the scores returned are exact). `exact`: the exact
+    results, when already known."""
+    depth = index.lexical_depth
+    fast, times = searches(index, questions)
+    out = {"lexical_depth": depth, "lexical_fast": percentiles(times)}
+    if exact is None:
+        index.lexical_depth = None
+        try:
+            exact, times = searches(index, questions)
+        finally:
+            index.lexical_depth = depth
+        out["lexical_exact"] = percentiles(times)
+    recalls, same = [], 0
     for (scores, _), (best, _) in zip(fast, exact, strict=True):
         if not len(best):
             continue
         cut = best[:K][-1] * (1 - 1e-6)
         recalls.append(min(K, int((scores[:K] >= cut).sum())) / min(K, len(best)))
         same += len(scores[:K]) == len(best[:K]) and bool(np.allclose(scores[:K], best[:K], rtol=1e-6))
-    return {
-        "lexical_depth": depth,
+    return out | {
         "lexical_within_depth_share": round(float(np.mean([within_depth(index, q) for q in questions])), 4),
-        "lexical_exact": percentiles(times),
         "lexical_recall@10": round(float(np.mean(recalls)), 4),
         "lexical_top10_exact_share": round(same / max(len(recalls), 1), 4),
     }
+
+
+def searches(index, questions: list[str]) -> tuple[list, list[float]]:
+    found, times = [], []
+    for question in questions:
+        t0 = time.perf_counter()
+        found.append(index.lexical_search(question, POOL))
+        times.append(time.perf_counter() - t0)
+    return found, times
 
 
 def retrieval(index, query: np.ndarray, question: str) -> None:
@@ -216,6 +224,25 @@ def throughput(store: str, queries: np.ndarray, questions: list[str], replicas: 
         shutil.rmtree(work, ignore_errors=True)
     total = sum(o["retrievals"] for o in outs)
     return {"replicas": replicas, "retrievals_per_s": round(total / duration, 1), "load_s": [o["load_s"] for o in outs]}
+
+
+def depth_sweep(store: str, depths: list[int]) -> dict:
+    """Lexical search of the database's current version at each depth against exact BM25 (every posting read),
+    over the distinct dev questions (lexical_against_exact; p99 of 68 is about the slowest)."""
+    from index.stores import open_index
+
+    index = open_index(store)
+    index._query_cache_size = 0
+    questions = dev_questions()
+    index.lexical_depth = None
+    exact, times = searches(index, questions)
+    out = {"questions": len(questions), "exact": percentiles(times)}
+    print("exact", json.dumps(out["exact"]), file=sys.stderr, flush=True)
+    for depth in depths:
+        index.lexical_depth = depth
+        out[str(depth)] = lexical_against_exact(index, questions, exact)
+        print(depth, json.dumps(out[str(depth)]), file=sys.stderr, flush=True)
+    return out
 
 
 def within_depth(index, question: str) -> bool:
@@ -278,6 +305,8 @@ def main() -> int:
     ap.add_argument("--texts", choices=("mixed", "repeated"), default="mixed", help=texts)
     again = "measure the database's current version (built by an earlier run of the same --size and --texts)"
     ap.add_argument("--measure-only", action="store_true", help=again)
+    sweep = "with --measure-only: only lexical search at these depths against exact BM25 (depth_sweep)"
+    ap.add_argument("--depths", type=int, nargs="*", default=[], help=sweep)
     ap.add_argument("--replicas", type=int, nargs="*", default=[], help="replica counts to measure throughput with")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of each throughput run")
     ap.add_argument("--replica", type=Path, help=argparse.SUPPRESS)  # internal: run as one replica process
@@ -285,6 +314,12 @@ def main() -> int:
     args = ap.parse_args()
     if args.replica:
         return replica(args)
+    if args.measure_only and args.depths:
+        result = depth_sweep(args.store, args.depths)
+        print(json.dumps(result, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return 0
     if not args.index:
         ap.error("--index is required")
     from index.stores import open_index
