@@ -60,9 +60,9 @@ MAINTENANCE_WORK_MEM_MB = (64, 8192)  # the upper bound: a third of a 24 GiB dat
 WRITE_LOCK_KEY = BUILD_LOCK_KEY + 2  # held by a write's transaction: committed() waits for one in flight
 LEXICAL_WORK_MEM = "64MB"  # an exact question's postings (~100k rows at 100k passages: bench/README.md §5) in memory
 # Lexical search reads each query term's LEXICAL_DEPTH best postings (by impact) in each segment and scores the
-# passages found exactly: exact whenever no term is in more passages than this (every collection of
-# bench/README.md §5). At 1M synthetic passages (§5b, 68 dev questions, 2 busy cores), depth 1000 / 3000 / 10000:
-# p50 50 / 92 / 167 ms, recall@10 against exact BM25 0.67 / 0.93 / 1.0 (exact: p50 1 246 ms).
+# passages found exactly: exact whenever no term is in more passages than this (any collection under 3 000
+# passages). At 1M synthetic passages (bench/README.md §5b, 68 dev questions, 2 busy cores), depth 1000 / 3000 /
+# 10000: p50 50-69 / 92-105 / 167-223 ms, recall@10 against exact BM25 0.67 / 0.93 / 1.0 (exact: p50 ~1 300 ms).
 LEXICAL_DEPTH = 3000
 COPY_BATCH = 10_000  # rows a COPY writes between progress log lines
 PREFIXES = ("postgresql://", "postgres://")
