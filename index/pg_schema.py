@@ -176,7 +176,9 @@ def impact_sql(avgdl: float, k1: float, b: float) -> str:
 
 
 def postings_indexes_ddl(segment: int) -> str:
-    """A term's postings best first (term_id, impact DESC), and one (term, passage)'s posting (term_id, rn)."""
+    """A term's postings best first (term_id, impact DESC), and one (term, passage)'s posting (term_id, rn). The
+    first carries whole postings (tf, len) so that a term's best could be scored without the second look-up;
+    lexical search reads only their passages today (index/pg.py _candidates_sql)."""
     table = postings_table(segment)
     return (
         f"CREATE INDEX ON {table} (term_id, impact DESC) INCLUDE (rn, tf, len);"
