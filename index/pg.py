@@ -9,7 +9,9 @@ Lexical search is BM25 computed exactly as bm25s computes it (its "lucene" metho
 each (term, passage)'s raw frequency and the passage's length in tokens (the embedded store's tokenizer); a
 query computes the scores with the version's passage count, average length and document frequencies (each
 segment's, less its hidden rows', added up when a version is loaded). So both stores rank lexical candidates
-alike.
+alike. The postings are also ordered by impact (the term's weight in the passage): a query scores only the
+passages among each of its terms' LEXICAL_DEPTH best, which is exact while no term is more common than that
+(PgSearchIndex.lexical_search).
 
 Versions and segments (index/pg_schema.py): a write (`qa index build`, add, remove) compares a fingerprint of
 each document file's rows with the current version's and writes one new segment with the passages of the new
@@ -56,7 +58,12 @@ BUILD_LOCK_KEY = 0x7161_5F62_7569_6C64  # pg_advisory lock id ("qa_build"): one 
 # for the graph's size (each row's vector + 2M neighbour links + element overhead), within these bounds.
 MAINTENANCE_WORK_MEM_MB = (64, 8192)  # the upper bound: a third of a 24 GiB database host
 WRITE_LOCK_KEY = BUILD_LOCK_KEY + 2  # held by a write's transaction: committed() waits for one in flight
-LEXICAL_WORK_MEM = "64MB"  # a question's postings (~100k rows at 100k passages: bench/README.md §5) in memory
+LEXICAL_WORK_MEM = "64MB"  # an exact question's postings (~100k rows at 100k passages: bench/README.md §5) in memory
+# Lexical search reads each query term's LEXICAL_DEPTH best postings (by impact) in each segment and scores the
+# passages found exactly: exact whenever no term is in more passages than this (any collection under 3 000
+# passages). At 1M synthetic passages (bench/README.md §5b, 68 dev questions, 2 busy cores), depth 1000 / 3000 /
+# 10000: p50 50-69 / 92-105 / 167-223 ms, recall@10 against exact BM25 0.67 / 0.93 / 1.0 (exact: p50 ~1 300 ms).
+LEXICAL_DEPTH = 3000
 COPY_BATCH = 10_000  # rows a COPY writes between progress log lines
 PREFIXES = ("postgresql://", "postgres://")
 
@@ -185,6 +192,8 @@ def migrate(conn, db: Database) -> int:
 
                 register_vector(conn)
                 _convert_v1(conn, db)
+            if target == 3:
+                _add_impacts(conn, db)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version VALUES (%s)", (target,))
             log.info("migrated the schema of %s to version %d", db, target)
@@ -307,6 +316,7 @@ class PgSearchIndex(SearchIndex):
         self._seg_of = np.zeros(0, np.int32)  # position -> index in _segments
         self._row_of = np.zeros(0, np.int32)  # position -> row in its segment
         self._df = np.zeros(0, np.int64)  # term id -> passages of this version that hold the term
+        self.lexical_depth: int | None = LEXICAL_DEPTH  # postings read per query term and segment (lexical_search)
 
     @classmethod
     def open(cls, url: str) -> PgSearchIndex:
@@ -430,7 +440,14 @@ class PgSearchIndex(SearchIndex):
         """BM25 as bm25s computes it (its "lucene" method, k1 and b: index/build.py _write_bm25) over stemmed
         tokens without stopwords; 1-D, best first. The version's passage count and average length are in its
         manifest; its document frequencies were added up at load (_document_frequencies). A term repeated in the
-        query counts each time, as in bm25s."""
+        query counts each time, as in bm25s.
+
+        The candidates are each query term's `lexical_depth` best postings in each segment (by impact: the term's
+        BM25 weight with its segment's average length), and each candidate is scored exactly with every query
+        term. So the result is exact BM25 whenever no query term is in more than `lexical_depth` of the version's
+        passages (every passage holding a term is then a candidate). Otherwise the passages returned carry their
+        exact scores and are the best k of the candidates; a passage among no term's best postings is missed
+        (how often: bench/README.md §5b). `lexical_depth` None reads every posting of the terms (always exact)."""
         tokens = layout.bm25_tokenize([query], return_ids=False)[0]
         k = min(k, len(self.passages))
         if k <= 0 or not tokens:
@@ -438,6 +455,8 @@ class PgSearchIndex(SearchIndex):
         counts = Counter(tokens)
         with self.db.connection() as conn, conn.transaction():
             conn.execute(f"SET LOCAL work_mem = '{LEXICAL_WORK_MEM}'")  # the postings read stay in memory
+            # Postings by index, in its order: a bitmap scan would read all of a common term's to keep its best.
+            conn.execute("SET LOCAL enable_bitmapscan = off")
             found = conn.execute("SELECT term, term_id FROM terms WHERE term = ANY(%s)", (list(counts),)).fetchall()
             weights = self._idf({term_id: counts[term] for term, term_id in found})
             if not weights:
@@ -459,27 +478,39 @@ class PgSearchIndex(SearchIndex):
         return out
 
     def _lexical_sql(self, weights: dict[int, float], k: int) -> tuple[str, list]:
-        """One pass over the postings of the query's terms in each segment (hidden rows left out): the sum of
-        idf x tf / (tf + k1 (1 - b + b len / avgdl)) per passage, the best k."""
+        """The sum of idf x tf / (tf + k1 (1 - b + b len / avgdl)) per passage over the postings of the query's
+        terms in each segment (the candidates', or without a depth every visible one), the best k. One branch a
+        term and segment, each term's id a literal to the planner (which then knows a common term's frequency)."""
         lex = self.manifest["lexical"]
-        ids = list(weights)
-        parts, params = [], [ids, [weights[t] for t in ids]]
+        depth = None if self.lexical_depth is None else max(self.lexical_depth, k)
+        ctes, cte_params, parts, part_params = [], [], [], []
         for j, seg in enumerate(self._segments):
-            where, args = ("AND p.rn NOT IN (SELECT unnest(%s::int[]))", [seg.deleted]) if seg.deleted else ("", [])
-            parts.append(
-                f"SELECT {j} AS s, p.rn, p.term_id, p.tf, p.len FROM {schema.postings_table(seg.id)} p"
-                f" WHERE p.term_id = ANY(%s::int[]) {where}"
+            table = schema.postings_table(seg.id)
+            hidden, hidden_args = (
+                ("AND rn NOT IN (SELECT unnest(%s::int[]))", [seg.deleted]) if seg.deleted else ("", [])
             )
-            params += [ids, *args]
+            which, which_args = hidden, hidden_args
+            if depth is not None:
+                ctes.append(f"c{j} AS MATERIALIZED ({_candidates_sql(table, len(weights), hidden)})")
+                cte_params += [x for t in weights for x in (t, *hidden_args, depth)]
+                which, which_args = f"AND rn = ANY((SELECT rns FROM c{j})::int[])", []
+            for term_id, idf in weights.items():
+                parts.append(f"SELECT {j} AS s, rn, tf, len, %s::float8 AS idf FROM {table} WHERE term_id = %s {which}")
+                part_params += [idf, term_id, *which_args]
         k1, b, avgdl = float(lex["k1"]), float(lex["b"]), float(lex["avg_doc_len"])
         sql = (
-            "WITH w AS MATERIALIZED (SELECT * FROM unnest(%s::int[], %s::float8[]) AS w(term_id, idf))"
-            " SELECT h.s, h.rn, sum(w.idf * h.tf / (h.tf + %s + %s * h.len)) AS score"
-            f" FROM ({' UNION ALL '.join(parts)}) AS h JOIN w USING (term_id)"
-            " GROUP BY h.s, h.rn ORDER BY score DESC, h.s, h.rn LIMIT %s"
+            (f"WITH {', '.join(ctes)} " if ctes else "") + "SELECT s, rn, sum(idf * tf / (tf + %s + %s * len)) AS score"
+            f" FROM ({' UNION ALL '.join(parts)}) AS h GROUP BY s, rn ORDER BY score DESC, s, rn LIMIT %s"
         )
         # tf / (tf + k1 (1 - b + b len / avgdl)) = tf / (tf + k1 (1 - b) + (k1 b / avgdl) len)
-        return sql, params[:2] + [k1 * (1 - b), k1 * b / avgdl] + params[2:] + [k]
+        return sql, [*cte_params, k1 * (1 - b), k1 * b / avgdl, *part_params, k]
+
+
+def _candidates_sql(table: str, terms: int, hidden: str) -> str:
+    """A segment's candidates (one array): each term's best postings, read in order from the (term_id, impact)
+    index (parameters: each term's id, the hidden rows if any, the depth)."""
+    best = f"(SELECT rn FROM {table} WHERE term_id = %s {hidden} ORDER BY impact DESC LIMIT %s)"
+    return f"SELECT array_agg(DISTINCT rn ORDER BY rn) AS rns FROM ({' UNION ALL '.join([best] * terms)}) AS c"
 
 
 def _document_frequencies(conn, segments: list[_Segment]) -> np.ndarray:
@@ -914,7 +945,8 @@ def _copy_passages(conn, segment: int, passages: list[Passage], vectors, attribu
 
 def _copy_postings(conn, segment: int, passages: list[Passage]) -> np.ndarray:
     """The passages' term frequencies (bm25s's tokens, index/build.py _write_bm25), one row per (term, passage)
-    with the passage's length; new terms join the shared dictionary. Returns each passage's length in tokens."""
+    with the passage's length (the server adds its impact, with the segment's average length); new terms join the
+    shared dictionary. Returns each passage's length in tokens."""
     tokenized = layout.bm25_tokenize([p.text for p in passages], return_ids=True, closed_compounds=True)
     vocab = tokenized.vocab  # term -> local id
     terms = sorted(vocab, key=vocab.get)
@@ -922,6 +954,9 @@ def _copy_postings(conn, segment: int, passages: list[Passage]) -> np.ndarray:
     found = dict(conn.execute("SELECT term, term_id FROM terms WHERE term = ANY(%s)", (terms,)).fetchall())
     global_id = np.array([found[t] for t in terms], np.int64)
     lengths = np.array([len(ids) for ids in tokenized.ids], np.int64)
+    lexical = _lexical_info()
+    avgdl = float(lengths.mean()) if lengths.sum() else 1.0
+    conn.execute(schema.postings_ddl(segment, avgdl, lexical["k1"], lexical["b"]))
     if not lengths.sum():
         return lengths
     doc = np.repeat(np.arange(len(lengths)), lengths)
@@ -993,6 +1028,33 @@ def _drop_old_versions(conn, current: int) -> None:
 
 def encoder_workdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="qa-pg-encoder-")
+
+
+# --- schema version 2 ----------------------------------------------------------------------------------------
+
+
+def _add_impacts(conn, db: Database) -> None:
+    """Migration 2 -> 3: each segment's postings gain their impact (with the segment's average passage length, as
+    a write computes it) and the indexes that read them by impact; the versions' rows are kept as they are. (A
+    segment written by the conversion from version 1, in the same migration, has them already.)"""
+    lexical = _lexical_info()
+    segments = [s for (s,) in conn.execute("SELECT id FROM segments ORDER BY id")]
+    for segment in segments:
+        table = schema.postings_table(segment)
+        sql = "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'impact'"
+        if conn.execute(sql, (table,)).fetchone():
+            continue
+        log.info("ordering the postings of segment %d of %s by impact", segment, db)
+        avgdl = conn.execute(f"SELECT avg(tokens)::float8 FROM {schema.passages_table(segment)}").fetchone()[0]
+        impact = schema.impact_sql(avgdl or 1.0, lexical["k1"], lexical["b"])
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN impact real GENERATED ALWAYS AS ({impact}) STORED")
+        for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)).fetchall():
+            conn.execute(f'DROP INDEX "{name}"')
+        conn.execute(schema.postings_indexes_ddl(segment))
+        conn.execute(f"ANALYZE {table}")
+    # The versions' segments are now schema 3's: a write keeps their rows (_previous compares this number).
+    conn.execute("UPDATE collection_versions SET manifest = jsonb_set(manifest, '{schema_version}', '3')"
+                 " WHERE manifest ? 'schema_version'")  # fmt: skip
 
 
 # --- schema version 1 ----------------------------------------------------------------------------------------

@@ -81,6 +81,51 @@ def test_lexical_search_is_bm25_as_bm25s_computes_it(engines):
     assert sum(overlaps) / len(overlaps) >= 0.99  # only ties at the 60th place may differ (float sums)
 
 
+def test_lexical_search_with_a_small_depth_scores_the_best_postings_candidates_exactly(demo_url):
+    """index/pg.py lexical_search: with the depth above every term's document frequency, the exact top k; below
+    some, the passages returned carry their exact scores and are the best of the candidates (each term's `depth`
+    best postings); a one-term query stays exact (in one segment, a term's impact order is its BM25 order)."""
+    from index import layout
+    from index.stores import open_index
+
+    index = open_index(demo_url)  # one segment, no hidden rows
+
+    def search(query: str, k: int, depth: int | None) -> tuple[np.ndarray, np.ndarray]:
+        index.lexical_depth = depth
+        return index.lexical_search(query, k)
+
+    depth, truncated, checked = 10, 0, 0  # (a search reads at least k postings a term: k is the depth here)
+    for question in LEXICAL_QUERIES + dev_questions()[:20]:
+        every, positions = search(question, len(index), None)  # every passage holding a term, exactly
+        exact = dict(zip(positions.tolist(), every.tolist(), strict=True))
+        deep, found = search(question, 10, len(index))
+        assert deep == pytest.approx(every[:10], rel=1e-6), question
+        above = deep > deep[-1] * (1 + 1e-6)  # equal scores (to a float sum's rounding) may come in either order
+        assert set(found[above]) == set(positions[:10][above]), question
+        lower, upper = set(), set()  # each term's `depth` best passages, without and with ties at the cut
+        words = {}  # each term of the question, and a word of it that is that term alone
+        for word in question.split():
+            if len(term := layout.bm25_tokenize([word], return_ids=False)[0]) == 1:
+                words.setdefault(term[0], word)
+        if words.keys() != set(layout.bm25_tokenize([question], return_ids=False)[0]):
+            continue  # a term only found inside a compound ("Soviet-Hungarian")
+        checked += 1
+        for word in words.values():
+            alone, found = search(word, len(index), None)
+            if len(alone) > depth:
+                truncated += 1
+                assert search(word, depth, depth)[0] == pytest.approx(alone[:depth], rel=1e-6), word
+            cut = alone[depth - 1] if len(alone) >= depth else -1
+            lower |= set(found[alone > cut * (1 + 1e-6)].tolist())
+            upper |= set(found[alone >= cut * (1 - 1e-6)].tolist())
+        scores, found = search(question, depth, depth)
+        assert scores.tolist() == pytest.approx([exact[p] for p in found.tolist()], rel=1e-6), question
+        assert set(found.tolist()) <= upper and list(scores) == sorted(scores, reverse=True), question
+        best_of_lower = sorted((exact[p] for p in lower), reverse=True)[: len(scores)]
+        assert all(a >= b * (1 - 1e-6) for a, b in zip(scores, best_of_lower, strict=False)), question
+    assert truncated and checked >= 10  # some term is in more than `depth` passages
+
+
 def current(url: str) -> tuple[int, list[int], list[str]]:
     """(current version, every version, the per-segment tables)."""
     with psycopg.connect(url) as conn:
@@ -450,17 +495,27 @@ def test_a_write_killed_after_the_database_committed_is_rolled_forward_into_the_
 
 
 SCHEMA_1_COMMIT = "21b75b3"  # the last commit whose PostgreSQL store wrote schema version 1
+SCHEMA_2_COMMIT = "e499d89"  # the last commit whose PostgreSQL store wrote schema version 2
+
+
+def source_at(commit: str) -> Path:
+    """The project's source at `commit`, from this checkout's git history."""
+    root = Path(tempfile.mkdtemp(prefix=f"qa-{commit}-"))
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"this checkout has no commit {commit} (a shallow clone?)")
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    return root
 
 
 @pytest.fixture(scope="session")
 def schema_1_code() -> Path:
-    """The project's source at SCHEMA_1_COMMIT, from this checkout's git history."""
-    root = Path(tempfile.mkdtemp(prefix="qa-schema1-"))
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", SCHEMA_1_COMMIT], capture_output=True)
-    if archive.returncode != 0:
-        pytest.skip(f"this checkout has no commit {SCHEMA_1_COMMIT} (a shallow clone?)")
-    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
-    return root
+    return source_at(SCHEMA_1_COMMIT)
+
+
+@pytest.fixture(scope="session")
+def schema_2_code() -> Path:
+    return source_at(SCHEMA_2_COMMIT)
 
 
 BUILD_WITH_SCHEMA_1 = """
@@ -482,7 +537,7 @@ def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(serv
     cmd = [sys.executable, "-c", BUILD_WITH_SCHEMA_1, str(corpus), url, str(tmp_path / "old-index")]
     run = subprocess.run(cmd, cwd=schema_1_code, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    with pytest.raises(IndexLoadError, match="schema version 1, this code reads 2: any write"):
+    with pytest.raises(IndexLoadError, match=f"schema version 1, this code reads {pg_schema.LATEST}: any write"):
         open_index(url)
     from index import pg
 
@@ -495,3 +550,32 @@ def test_a_database_at_schema_version_1_is_refused_then_migrated_by_a_write(serv
     build_into(url, corpus)  # writes after the migration (the first may parse again with this code's parser)
     build_into(url, corpus)
     assert manifest(url)["written"]["passages"] == 0
+
+
+def test_a_database_at_schema_version_2_is_migrated_in_place_keeping_its_rows(server, tmp_path, schema_2_code):
+    """Migration 2 -> 3 adds each segment's impacts and indexes to its postings and keeps every version's rows:
+    the collection searches as the files store does, and the next write of the same corpus writes nothing."""
+    from index import pg, pg_schema
+    from index.store import IndexLoadError
+    from index.stores import open_index
+
+    url = new_database(server, "schema2")
+    corpus = small_corpus(tmp_path)
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(schema_2_code)}
+    cmd = [sys.executable, "-c", BUILD_WITH_SCHEMA_1, str(corpus), url, str(tmp_path / "old-index")]
+    run = subprocess.run(cmd, cwd=schema_2_code, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    before = manifest(url)
+    with pytest.raises(IndexLoadError, match=f"schema version 2, this code reads {pg_schema.LATEST}: any write"):
+        open_index(url)
+    with pg.Database(url).connection() as conn:
+        pg.migrate(conn, pg.Database(url))  # what any write does first
+        assert pg.schema_version(conn) == pg_schema.LATEST
+        sql = "SELECT count(*) FROM information_schema.columns WHERE table_name ~ '^postings_s' AND column_name = %s"
+        assert conn.execute(sql, ("impact",)).fetchone()[0] == len(before["segments"])
+    assert manifest(url)["segments"] == before["segments"] and manifest(url)["schema_version"] == pg_schema.LATEST
+    assert_same_as_files(open_index(url), files_index(corpus, tmp_path, url), ("sentence_texts", "sentence_spans"))
+    from qa.build import build_default_index
+
+    build_default_index(corpus, url, progress=False, reuse_from=url)  # its own vectors and parses
+    assert manifest(url)["written"]["passages"] == 0 and len(segments(url)) == len(before["segments"])
