@@ -16,7 +16,8 @@ each document file's rows with the current version's and writes one new segment 
 and changed files only (their own HNSW graph); the current version's rows of changed and removed files are
 hidden in the new version, not rewritten. All in one transaction whose last statement makes the version
 current, so readers see the previous version or the new one, never half of one, and a write killed at any
-moment is rolled back by the server, the previous version serving on. compact() merges the segments.
+moment is rolled back by the server, the previous version serving on. A write that would leave too many segments
+merges the smaller ones into its own (_merged_files); compact() (`qa index compact`) merges them all into one.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ WRITE_LOCK_KEY = BUILD_LOCK_KEY + 2  # held by a write's transaction: committed(
 LEXICAL_WORK_MEM = "64MB"  # a question's postings (~100k rows at 100k passages: bench/README.md §5) in memory
 COPY_BATCH = 10_000  # rows a COPY writes between progress log lines
 # A write merges segments (_merged_files) once its version would have more than MAX_SEGMENTS: each is one more HNSW
-# search and postings scan per question. bench/pg_segments.py (bench/README.md §5c): MEASURED
-MAX_SEGMENTS = 8
+# search and postings scan per question. bench/pg_segments.py (bench/README.md §5c), one ask's retrieval p50 at
+# 1 / 4 / 8 segments: demo (619 passages) 3.5-3.9 / 4.3-4.7 / 5.0-5.3 ms (7.8-12.3 at 20); 20k passages, HNSW,
+# 33-42 / 49 / 72-75 ms. Four keeps it within ~1.5x of one segment; a merge rewrites the smaller segments only.
+MAX_SEGMENTS = 4
 MAX_HIDDEN_SHARE = 0.5  # a segment whose rows are mostly hidden is rewritten: its scans would read them for nothing
 PREFIXES = ("postgresql://", "postgres://")
 

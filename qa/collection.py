@@ -11,8 +11,9 @@ one, whole.
 On a database store the build's own transaction makes the new version current (index/pg.py), and that is the
 commit point: the staging directory (beside the corpus directory) holds the changes and a record naming the
 write before the build starts, and the version's transaction records the same token. A write killed after
-its transaction committed but before its files reached the corpus is finished by the next writer, which finds
-the token in the database; one killed before is undone (its staging directory removed).
+its transaction committed but before its files reached the corpus is finished by the next writer, or the next
+loader given that corpus (a server starting), which finds the token in the database; one killed before is undone
+(its staging directory removed).
 """
 
 from __future__ import annotations
