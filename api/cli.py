@@ -149,6 +149,27 @@ def index_build(corpus_dir: Path | None, index_dir: Path | None) -> None:
     click.echo(f"index built at {describe(s.index_location)}")
 
 
+@index.command("compact")
+@store_option
+def index_compact() -> None:
+    """Merge a database collection's segments into one, leaving out the rows its writes hid (a full rewrite, as a
+    new version: servers serve on meanwhile). Writes merge segments on their own past a threshold too."""
+    from api.logs import command_logging
+    from index.pg import compact
+
+    s = settings_with()
+    if not s.store:
+        raise click.UsageError("compact merges a database's segments: give --store postgresql://... (or $QA_STORE)")
+    with command_logging(s.log_level, s.log_format):
+        done = compact(s.store)
+    (before, after), where = done.segments, describe(s.store)
+    if done.version is None:
+        click.echo(f"nothing to compact in {where}: {before} segment(s), no hidden rows ({done.seconds:.1f} s)")
+        return
+    click.echo(f"compacted {where} to version {done.version}: {before} segments -> {after}, {done.passages} passages"
+               f" ({done.hidden} hidden rows left out) in {done.seconds:.1f} s")  # fmt: skip
+
+
 @cli.group()
 def collection() -> None:
     """List, add and remove the collection's documents (in $QA_DATA_DIR, see `qa collection path`)."""

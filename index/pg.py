@@ -18,7 +18,8 @@ each document file's rows with the current version's and writes one new segment 
 and changed files only (their own HNSW graph); the current version's rows of changed and removed files are
 hidden in the new version, not rewritten. All in one transaction whose last statement makes the version
 current, so readers see the previous version or the new one, never half of one, and a write killed at any
-moment is rolled back by the server, the previous version serving on. compact() merges the segments.
+moment is rolled back by the server, the previous version serving on. A write that would leave too many segments
+merges the smaller ones into its own (_merged_files); compact() (`qa index compact`) merges them all into one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import queue
 import re
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +67,12 @@ LEXICAL_WORK_MEM = "64MB"  # an exact question's postings (~100k rows at 100k pa
 # 10000: p50 50-69 / 92-105 / 167-223 ms, recall@10 against exact BM25 0.67 / 0.93 / 1.0 (exact: p50 ~1 300 ms).
 LEXICAL_DEPTH = 3000
 COPY_BATCH = 10_000  # rows a COPY writes between progress log lines
+# A write merges segments (_merged_files) once its version would have more than MAX_SEGMENTS: each is one more HNSW
+# search and postings scan per question. bench/pg_segments.py (bench/README.md §5c), one ask's retrieval p50 at
+# 1 / 4 / 8 segments: demo (619 passages) 3.5-3.9 / 4.3-4.7 / 5.0-5.3 ms (7.8-12.3 at 20); 20k passages, HNSW,
+# 33-42 / 49 / 72-75 ms. Four keeps it within ~1.5x of one segment; a merge rewrites the smaller segments only.
+MAX_SEGMENTS = 4
+MAX_HIDDEN_SHARE = 0.5  # a segment whose rows are mostly hidden is rewritten: its scans would read them for nothing
 PREFIXES = ("postgresql://", "postgres://")
 
 
@@ -233,20 +241,24 @@ def built_from(url: str) -> dict[str, str] | None:
     return row[0]["corpus_files"]
 
 
-def catalogue(url: str) -> tuple[dict[str, str], list[dict]]:
-    """The current version's corpus files (name -> sha256) and works; empty without one."""
+def catalogue(url: str) -> tuple[dict[str, str], list[dict], list[dict]]:
+    """The current version's corpus files (name -> sha256), works, and the files its build skipped (the build's
+    "skipped" extra: file, reason); empty without one."""
     try:
-        with _shared(url).connection() as conn:
+        with _shared(url).connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # all three of one version
             if schema_version(conn) != schema.LATEST or (version := current_version(conn)) is None:
-                return {}, []
+                return {}, [], []
             manifest = conn.execute("SELECT manifest FROM collection_versions WHERE id = %s", (version,)).fetchone()[0]
             works = []
             for seg in manifest["segments"]:
                 sql = "SELECT file, data FROM segment_works WHERE segment = %s ORDER BY position"
                 works += [d for f, d in conn.execute(sql, (seg["id"],)) if f not in seg["hidden"]]
+            sql = "SELECT value FROM extras WHERE version = %s AND key = 'skipped'"
+            skipped = conn.execute(sql, (version,)).fetchone()
     except StoreUnavailable:
-        return {}, []
-    return dict(manifest["corpus_files"]), works
+        return {}, [], []
+    return dict(manifest["corpus_files"]), works, list(skipped[0] if skipped else [])
 
 
 _databases: dict[str, Database] = {}
@@ -262,18 +274,22 @@ def _shared(url: str) -> Database:
 
 
 @contextlib.contextmanager
-def writer_lock(url: str) -> Iterator[None]:
-    """Held for a whole build, add or remove: a session-level advisory lock, released if the writer dies."""
+def writer_lock(url: str, wait: bool = True) -> Iterator[bool]:
+    """Held for a whole build, add, remove or compaction: a session-level advisory lock, released if the writer
+    dies. Yields True once held; without `wait`, False at once if another writer holds it."""
     db = Database(url)
     with db.connection() as conn:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK_KEY,)).fetchone()[0]:
+        held = conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK_KEY,)).fetchone()[0]
+        if not held and wait:
             log.info("waiting for another write to %s to finish", db)
             conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
+            held = True
         try:
-            yield
+            yield held
         finally:
-            with contextlib.suppress(Exception):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
+            if held:
+                with contextlib.suppress(Exception):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
     db.close()
 
 
@@ -691,21 +707,46 @@ def hnsw_build_memory_mb(rows: int, dim: int, dense: dict) -> int:
     return int(min(high, max(low, need)))
 
 
-def compact(url: str) -> int:
-    """Merge the current version's live segments into one, leaving out hidden rows: a new version (readers of the
-    old one go on until its segments are dropped). Rewrites the whole collection and its HNSW graph."""
-    index = PgSearchIndex.open(url)
+@dataclass
+class Compaction:
+    """What compact() did: the segments before and after, the passages written, the hidden rows left out."""
+
+    segments: tuple[int, int]
+    passages: int
+    hidden: int
+    seconds: float
+    version: int | None  # the new version; None when there was nothing to merge
+
+
+def compact(url: str) -> Compaction:
+    """Merge the current version's live segments into one, leaving out hidden rows: a new version, written as every
+    write is (under the writer lock, in one transaction that makes it current: readers of the old version go on,
+    and a compaction killed midway leaves the old one serving). Rewrites the whole collection and its HNSW graph.
+    Nothing is written when the version is one segment without hidden rows."""
+    started = time.perf_counter()
+    with writer_lock(url):  # an add that commits meanwhile would be lost from the version written here
+        index = PgSearchIndex.open(url)
+        try:
+            before, hidden = len(index._segments), sum(len(seg.deleted) for seg in index._segments)
+            if before <= 1 and not hidden:
+                return Compaction((before, before), 0, 0, time.perf_counter() - started, None)
+            version = write_collection(url, _collection_of(index), rewrite=True)
+        finally:
+            index.db.close()
+    return Compaction((before, 1), len(index), hidden, time.perf_counter() - started, version)
+
+
+def _collection_of(index: PgSearchIndex) -> Collection:
+    """The version `index` as a build would hand it to the store: its passages, vectors, extras and arrays."""
     m = index.manifest
     vectors = index.passage_vectors(np.arange(len(index)))
-    extra = dict(index._extra)
     info = m.get("encoder") or {}
-    with Database(url).connection() as conn:
+    with index.db.connection() as conn:
         blobs = _read_encoder(conn, m)
     names = [info.get("file"), info.get("tokenizer")]
     blob_map = dict(zip(names, (blobs[0], blobs[1].encode("utf-8")), strict=True)) if blobs else {}
-    c = Collection(index.passages, list(index.works.values()), m["corpus_files"], vectors, m["model"], extra,
-                   dict(index._arrays), m["dense"], info, blob_map, m["libraries"])  # fmt: skip
-    return write_collection(url, c, rewrite=True)
+    return Collection(index.passages, list(index.works.values()), m["corpus_files"], vectors, m["model"],
+                      dict(index._extra), dict(index._arrays), m["dense"], info, blob_map, m["libraries"])  # fmt: skip
 
 
 def _json(value):
@@ -738,6 +779,8 @@ def _write(conn, db: Database, c: Collection, rewrite: bool) -> tuple[int, int]:
     previous = None if rewrite else _previous(conn, c, lexical)
     live = previous["files"] if previous else {}
     changed = sorted(f for f, fp in fingerprints.items() if live.get(f, (None, None))[1] != fp)
+    if previous:
+        changed = sorted(set(changed) | _merged_files(previous, fingerprints, changed))
     hidden_now = {f for f in live if f not in fingerprints} | (set(changed) & set(live))
     segments = []
     for seg in previous["segments"] if previous else []:
@@ -826,13 +869,34 @@ def _previous(conn, c: Collection, lexical: dict) -> dict | None:
         "SELECT segment, file, fingerprint, passages, tokens FROM segment_files WHERE segment = ANY(%s)", (ids,)
     ).fetchall()
     segment_files: dict[int, set[str]] = {i: set() for i in ids}
+    segment_rows = dict.fromkeys(ids, 0)  # every row of the segment, hidden ones too
     hidden = {(s["id"], f) for s in segments for f in s["hidden"]}
     files = {}
     for seg, file, fp, n, tokens in rows:
         segment_files[seg].add(file)
+        segment_rows[seg] += n
         if (seg, file) not in hidden:
             files[file] = (seg, fp, n, tokens)
-    return {"version": version, "segments": segments, "segment_files": segment_files, "files": files}
+    return {"version": version, "segments": segments, "segment_files": segment_files, "files": files,
+            "segment_rows": segment_rows}  # fmt: skip
+
+
+def _merged_files(previous: dict, fingerprints: dict[str, str], changed: list[str]) -> set[str]:
+    """The unchanged files a write rewrites into its new segment, so that the segments they were in leave the
+    version: those of every segment but the largest when the version would have more than MAX_SEGMENTS (a merge
+    costs the smaller segments' rows, not the collection's), and those of a segment whose rows would be mostly
+    hidden (MAX_HIDDEN_SHARE)."""
+    staying: dict[int, list[str]] = {}  # segment -> its files that stay visible as they are
+    for file, (seg, *_) in previous["files"].items():
+        if file in fingerprints and file not in changed:
+            staying.setdefault(seg, []).append(file)
+    visible = {seg: sum(previous["files"][f][2] for f in files) for seg, files in staying.items()}
+    merge = {seg for seg, n in visible.items() if n < (1 - MAX_HIDDEN_SHARE) * previous["segment_rows"][seg]}
+    if len(staying) + bool(changed) > MAX_SEGMENTS:
+        merge |= set(staying) - {max(staying, key=lambda seg: (visible[seg], -seg))}
+    if merge:
+        log.info("merging segments %s into the new one", ", ".join(map(str, sorted(merge))))
+    return {f for seg in merge for f in staying[seg]}
 
 
 def _by_file(c: Collection) -> dict[str, tuple[list[int], list[int]]]:

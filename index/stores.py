@@ -83,8 +83,9 @@ def built_from(location: Location) -> dict[str, str] | None:
         return None
 
 
-def catalogue(location: Location) -> tuple[dict[str, str], list[dict]]:
-    """The corpus files the index was built from (name -> sha256) and its works; empty without an index."""
+def catalogue(location: Location) -> tuple[dict[str, str], list[dict], list[dict]]:
+    """The corpus files the index was built from (name -> sha256), its works, and the files its build skipped
+    ({"file", "reason"}: the build's report, kept with the index); empty without an index."""
     if is_database(location):
         from index.pg import catalogue as recorded
 
@@ -93,9 +94,13 @@ def catalogue(location: Location) -> tuple[dict[str, str], list[dict]]:
 
     try:
         works = json.loads((Path(location) / layout.WORKS_FILE).read_text(encoding="utf-8"))
-        return dict(built_from(location) or {}), list(works)
     except (OSError, ValueError, TypeError):
-        return {}, []
+        return {}, [], []
+    try:
+        skipped = json.loads((Path(location) / "skipped.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        skipped = []  # an index built before builds reported skipped files
+    return dict(built_from(location) or {}), list(works), list(skipped)
 
 
 @contextlib.contextmanager
@@ -109,6 +114,19 @@ def writer_lock(location: Location) -> Iterator[None]:
         return
     with layout.writer_lock(Path(location)):
         yield
+
+
+@contextlib.contextmanager
+def try_writer_lock(location: Location) -> Iterator[bool]:
+    """The writer lock if no writer holds it (yields True), else nothing (yields False); never waits."""
+    if is_database(location):
+        from index.pg import writer_lock as database_lock
+
+        with database_lock(location, wait=False) as held:
+            yield held
+        return
+    with layout.try_writer_lock(Path(location)) as held:
+        yield held
 
 
 def staging_dir(location: Location, corpus_dir: Path) -> Path:

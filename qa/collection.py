@@ -11,8 +11,9 @@ one, whole.
 On a database store the build's own transaction makes the new version current (index/pg.py), and that is the
 commit point: the staging directory (beside the corpus directory) holds the changes and a record naming the
 write before the build starts, and the version's transaction records the same token. A write killed after
-its transaction committed but before its files reached the corpus is finished by the next writer, which finds
-the token in the database; one killed before is undone (its staging directory removed).
+its transaction committed but before its files reached the corpus is finished by the next writer, or the next
+loader given that corpus (a server starting), which finds the token in the database; one killed before is undone
+(its staging directory removed).
 """
 
 from __future__ import annotations
@@ -164,20 +165,19 @@ def _commit(staging: Path, index_dir: Path) -> None:
 def finish_interrupted(index_dir: Path, locked: bool = False, corpus_dir: Path | None = None) -> None:
     """Finish the commit of a write that was killed after its commit point (see _rewrite). Without the writer
     lock (`locked`), only if no writer holds it: a live writer finishes it first thing. A database store's
-    writes are found beside their corpus directory (`corpus_dir`), by its writers (which hold the lock)."""
+    writes are found beside their corpus directory (`corpus_dir`): its writers finish them, and so does a server
+    or `qa ask` loading the collection with that corpus, so the corpus need not wait for the next write."""
     if stores.shared(index_dir):
-        if locked and corpus_dir is not None:
-            _finish_database_writes(index_dir, Path(corpus_dir))
-        return
-    pending = [
-        (staging, pid)
-        for staging, pid in layout.siblings(index_dir, "staging")
-        if (staging / layout.COMMIT_FILE).exists() and not layout.pid_alive(pid)
-    ]
-    if not pending:
+        pending = _dead_writes(Path(corpus_dir).absolute()) if corpus_dir is not None else []
+    else:
+        pending = [s for s in _dead_writes(index_dir) if (s / layout.COMMIT_FILE).exists()]
+    if not pending:  # the common case: no lock taken, nothing asked of a database
         return
     with contextlib.ExitStack() as stack:
-        if not locked and not stack.enter_context(layout.try_writer_lock(index_dir)):
+        if not locked and not stack.enter_context(stores.try_writer_lock(index_dir)):
+            return
+        if stores.shared(index_dir):
+            _finish_database_writes(index_dir, Path(corpus_dir))
             return
         for staging, pid in pending:
             log.warning("finishing the interrupted write of %s (process %d)", index_dir, pid)
@@ -185,21 +185,25 @@ def finish_interrupted(index_dir: Path, locked: bool = False, corpus_dir: Path |
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _dead_writes(next_to: Path) -> list[tuple[Path, int]]:
+    """The staging directories beside `next_to` whose writer process is gone, with its process id."""
+    return [(staging, pid) for staging, pid in layout.siblings(next_to, "staging") if not layout.pid_alive(pid)]
+
+
 def _finish_database_writes(url: str, corpus_dir: Path) -> None:
     """Each write to the database `url` from this corpus whose process died: its files are put in place if the
     database committed its version, else it is dropped (the database rolled it back)."""
-    for staging, pid in layout.siblings(corpus_dir.absolute(), "staging"):
-        if layout.pid_alive(pid):
-            continue
+    for staging, pid in _dead_writes(corpus_dir.absolute()):
         try:
             token = json.loads((staging / layout.COMMIT_FILE).read_text(encoding="utf-8"))["token"]
         except (OSError, ValueError, KeyError, TypeError):
             token = None  # killed before its record was complete: before its build, too
+        where = stores.describe(url)  # without its password
         if token and stores.committed(url, token):
-            log.warning("finishing the interrupted write of %s (process %d): its version is committed", url, pid)
+            log.warning("finishing the interrupted write of %s (process %d): its version is committed", where, pid)
             _commit(staging, url)
         else:
-            log.info("dropping the interrupted write of %s (process %d): it never committed", url, pid)
+            log.info("dropping the interrupted write of %s (process %d): it never committed", where, pid)
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -219,10 +223,9 @@ def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
     from corpus.ingest import corpus_files
 
     on_disk = corpus_files(corpus_dir)
-    built_from, works = _indexed(index_dir)
+    built_from, works, skipped = _indexed(index_dir)
     on_disk.pop(MANIFEST_NAME, None)  # recorded for staleness; not a document
     built_from.pop(MANIFEST_NAME, None)
-    skipped = _skipped(index_dir)
     out = []
     for name in sorted(set(on_disk) | set(built_from) | set(skipped)):
         if name in skipped:
@@ -238,21 +241,11 @@ def documents(corpus_dir: Path, index_dir: Path) -> list[dict]:
     return out
 
 
-def _skipped(index_dir) -> dict[str, str]:
-    """The files the index's build did not ingest, with the reason (its build report)."""
-    if stores.shared(index_dir):
-        return {}  # (a database store keeps no build report yet)
-    try:
-        report = json.loads((Path(index_dir) / "skipped.json").read_text(encoding="utf-8"))
-        return {s["file"]: s["reason"] for s in report}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def _indexed(index_dir) -> tuple[dict[str, str], dict[str, list[dict]]]:
-    """The corpus files an index was built from (name -> sha256) and its works by file; empty without one."""
-    built_from, works = stores.catalogue(index_dir)
+def _indexed(index_dir) -> tuple[dict[str, str], dict[str, list[dict]], dict[str, str]]:
+    """The corpus files an index was built from (name -> sha256), its works by file, and the files its build
+    skipped (name -> why); empty without one."""
+    built_from, works, skipped = stores.catalogue(index_dir)
     by_file: dict[str, list[dict]] = {}
     for w in works:
         by_file.setdefault(w["file"], []).append(w)
-    return built_from, by_file
+    return built_from, by_file, {s["file"]: s["reason"] for s in skipped}

@@ -79,7 +79,7 @@ class Engine:
         """The engine over the index at `index_dir`: a location, a directory or a store (index/stores.py)."""
         from qa.collection import finish_interrupted
 
-        finish_interrupted(index_dir)  # an add or remove killed after its commit point is finished first
+        finish_interrupted(index_dir, corpus_dir=corpus_dir)  # an add or remove killed after its commit point
         index = stores.open_index(index_dir, corpus_dir)
         engine = cls(index)
         index.encode_query("warm up")  # load the model now, not on the first question
