@@ -718,17 +718,17 @@ class Compaction:
     version: int | None  # the new version; None when there was nothing to merge
 
 
-def compact(url: str) -> Compaction:
+def compact(url: str, force: bool = False) -> Compaction:
     """Merge the current version's live segments into one, leaving out hidden rows: a new version, written as every
     write is (under the writer lock, in one transaction that makes it current: readers of the old version go on,
     and a compaction killed midway leaves the old one serving). Rewrites the whole collection and its HNSW graph.
-    Nothing is written when the version is one segment without hidden rows."""
+    Nothing is written when the version is one segment without hidden rows, unless `force`."""
     started = time.perf_counter()
     with writer_lock(url):  # an add that commits meanwhile would be lost from the version written here
         index = PgSearchIndex.open(url)
         try:
             before, hidden = len(index._segments), sum(len(seg.deleted) for seg in index._segments)
-            if before <= 1 and not hidden:
+            if before <= 1 and not hidden and not force:
                 return Compaction((before, before), 0, 0, time.perf_counter() - started, None)
             version = write_collection(url, _collection_of(index), rewrite=True)
         finally:

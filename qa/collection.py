@@ -170,7 +170,7 @@ def finish_interrupted(index_dir: Path, locked: bool = False, corpus_dir: Path |
     if stores.shared(index_dir):
         pending = _dead_writes(Path(corpus_dir).absolute()) if corpus_dir is not None else []
     else:
-        pending = [s for s in _dead_writes(index_dir) if (s / layout.COMMIT_FILE).exists()]
+        pending = [(s, pid) for s, pid in _dead_writes(index_dir) if (s / layout.COMMIT_FILE).exists()]
     if not pending:  # the common case: no lock taken, nothing asked of a database
         return
     with contextlib.ExitStack() as stack:
