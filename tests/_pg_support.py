@@ -10,6 +10,16 @@ from pathlib import Path
 import pytest
 from _api_support import CORPUS_DIR, built_index
 
+# `python -c KILL_AT_COMMIT FILE CORPUS URL`: an add killed right after the database committed its version,
+# before its files reached the corpus.
+KILL_AT_COMMIT = """
+import os, signal, sys
+from pathlib import Path
+import qa.collection as c
+c._commit = lambda staging, index_dir: os.kill(os.getpid(), signal.SIGKILL)  # after the database's commit
+c.add_documents([Path(sys.argv[1])], Path(sys.argv[2]), sys.argv[3], progress=False)
+"""
+
 
 def start_server(root: Path):
     """A PostgreSQL server with its data under `root` (a short path: its socket lives there)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _api_support import CORPUS_DIR, REPO, built_index, get, running_server, small_corpus
-from _pg_support import build_into, new_database, start_server
+from _pg_support import KILL_AT_COMMIT, build_into, new_database, start_server
 
 pytestmark = pytest.mark.slow
 psycopg = pytest.importorskip("psycopg")
@@ -463,15 +463,6 @@ def test_an_add_in_progress_disturbs_no_reader_and_a_killed_one_leaves_the_versi
 
     add_documents([added], corpus, url, progress=False)  # the next writer drops the killed one's, then adds
     assert not list(corpus.parent.glob("corpus.staging-*")) and len(open_index(url)) > len(reader)
-
-
-KILL_AT_COMMIT = """
-import os, signal, sys
-from pathlib import Path
-import qa.collection as c
-c._commit = lambda staging, index_dir: os.kill(os.getpid(), signal.SIGKILL)  # after the database's commit
-c.add_documents([Path(sys.argv[1])], Path(sys.argv[2]), sys.argv[3], progress=False)
-"""
 
 
 def test_a_write_killed_after_the_database_committed_is_rolled_forward_into_the_corpus(server, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from _api_support import CORPUS_DIR, REPO, built_index, small_corpus
-from _pg_support import build_into, new_database
+from _pg_support import KILL_AT_COMMIT, build_into, new_database
 from click.testing import CliRunner
 
 pytestmark = pytest.mark.slow
@@ -176,14 +176,6 @@ def wait_for_waiting_update(url: str, proc: subprocess.Popen, timeout: float = 3
 
 
 # --- a server finishes a write killed after its commit ----------------------------------------------------------
-
-KILL_AT_COMMIT = """
-import os, signal, sys
-from pathlib import Path
-import qa.collection as c
-c._commit = lambda staging, index_dir: os.kill(os.getpid(), signal.SIGKILL)  # after the database's commit
-c.add_documents([Path(sys.argv[1])], Path(sys.argv[2]), sys.argv[3], progress=False)
-"""
 
 
 def test_a_server_started_on_the_corpus_finishes_a_write_killed_after_the_database_committed(pg_server, tmp_path):
