@@ -1,6 +1,6 @@
 """Score the engine in-process with ../shared/eval/run_eval.py's own scoring (no HTTP), for ablations.
 
-    python bench/eval_inprocess.py --index var/index [--fusion rrf] [--no-diversify] [--misses]
+    python bench/eval_inprocess.py --index var/index [--fusion rrf] [--diversity mmr] [--no-diversify] [--misses]
 
 The figures match `run_eval.py --serve` except latency, which here excludes HTTP and JSON.
 """
@@ -37,13 +37,17 @@ def main() -> int:
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
+    from ablations import use_mmr, use_rrf
+
     from qa.engine import Engine
     from qa.schema import AskRequest
 
     run_eval = load_run_eval()
     engine = Engine.load(args.index)
-    engine.weights.fusion = args.fusion
-    engine.diversity = args.diversity
+    if args.fusion == "rrf":
+        use_rrf(engine)
+    if args.diversity == "mmr":
+        use_mmr(engine)
     if args.weights:
         w = [float(x) for x in args.weights.split(",")]
         for name, value in zip(["dense", "sentence", "lexical", "coverage", "holder", "context"], w, strict=False):

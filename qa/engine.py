@@ -52,7 +52,6 @@ class Engine:
             raise IndexLoadError(f"the index lacks {', '.join(missing)} (built by an older version)", index.path)
         self.index = index
         self.weights = weights or Weights()
-        self.diversity = "quota"
         vectors = np.asarray(index.array("sentence_vectors"), dtype=np.float32)
         owners = np.asarray(index.extra("sentence_owner"), dtype=np.int64)
         self.sentence_spans: list[list[int]] = index.extra("sentence_spans")
@@ -64,7 +63,7 @@ class Engine:
         self.viewpoint_vocab: dict[str, str] = index.extra("viewpoints") or {}
         known_holders: dict[str, str] = index.extra("holders") or {}
         self.known_holders = known_holders  # holder -> viewpoint label (the manifest's [holders])
-        self.positions = viewpoints.positions(index.passages, index.works, self.attributions, known_holders)
+        self.viewpoint_labels = viewpoints.labels(index.passages, index.works, self.attributions, known_holders)
         works = self.works()
         self.filter_values = {
             "work": {w.id for w in works},
@@ -121,7 +120,7 @@ class Engine:
         question = " ".join(req.question.split())
         qvec = self.index.encode_query(question)
         cands, copies = self.rank(question, qvec, self._allowed(req.filters))
-        ranked = viewpoints.diversify(cands, self, req.top_k, self.diversity) if req.diversify else cands[: req.top_k]
+        ranked = viewpoints.diversify(cands, self.viewpoint_labels, req.top_k) if req.diversify else cands[: req.top_k]
         probability = self._support(question, cands, ranked)
         answered = any(probability[c.pos] >= SUPPORT.threshold for c in cands[: support.TOP])
         decision = abstain.explain(question, cands, self.retriever, answered)
@@ -138,7 +137,7 @@ class Engine:
             reason_code=decision.code,
             reason=decision.reason,
             passages=passages,
-            viewpoints=viewpoints.groups(passages, self),
+            viewpoints=viewpoints.groups(passages, self.viewpoint_vocab, self.known_holders),
             facets=viewpoints.facets(passages),
             took_ms=round((time.perf_counter() - t0) * 1000, 1),
         )

@@ -22,7 +22,6 @@ from index.store import SearchIndex
 from qa.tuning import Weights
 
 WORD = re.compile(r"\w+")
-RRF_K = 60
 QUESTION_WORDS = frozenset(
     "what which who whom whose when where why how did does do was were is are according said say says many much".split()
 )
@@ -44,7 +43,6 @@ class Candidate:
     coverage: float = 0.0  # IDF-weighted share of the question's terms present in the passage
     holder: float = 0.0  # 1 when the question names a holder of a view this passage reports
     context: float = 0.0  # mean fused score of the passages beside it in the same work
-    rrf: float = 0.0
     score: float = 0.0
 
 
@@ -145,23 +143,19 @@ class Retriever:
         d_scores, d_pos = self.index.dense_search(qvec, pool)
         l_scores, l_pos = self.index.lexical_search(" ".join([question, *self.spelling_variants(question)]), pool)
         cands: dict[int, Candidate] = {}
-        for rank, (s, p) in enumerate(zip(d_scores[0], d_pos[0], strict=True)):
+        for s, p in zip(d_scores[0], d_pos[0], strict=True):
             if p >= 0 and (allowed is None or allowed[p]):
                 c = cands.setdefault(int(p), Candidate(int(p)))
-                c.dense, c.rrf = float(s), c.rrf + 1 / (RRF_K + rank)
+                c.dense = float(s)
         top_lex = float(l_scores[0]) if len(l_scores) else 1.0
-        for rank, (s, p) in enumerate(zip(l_scores, l_pos, strict=True)):
+        for s, p in zip(l_scores, l_pos, strict=True):
             if allowed is None or allowed[p]:
                 c = cands.setdefault(int(p), Candidate(int(p)))
-                c.lexical, c.rrf = float(s) / top_lex, c.rrf + 1 / (RRF_K + rank)
+                c.lexical = float(s) / top_lex
         return list(cands.values())
 
     def score(self, question: str, qvec: np.ndarray, cands: list[Candidate], w: Weights) -> None:
         self._fuse(question, qvec, cands, w)  # the features are needed by abstention and highlights too
-        if w.fusion == "rrf":
-            for c in cands:
-                c.score = c.rrf
-            return
         self._add_context(question, qvec, cands, w)
         self._place_notes(question, qvec, cands, w)
 

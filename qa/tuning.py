@@ -38,7 +38,6 @@ class Weights:
     coverage: float = 0.15  # IDF-weighted share of the question's terms in the passage
     holder: float = 0.1  # the passage reports the view of someone the question names
     context: float = 0.12  # x the mean score of the passages beside it in its work
-    fusion: str = "convex"  # or "rrf" (measured worse; kept for the ablation)
     # The note marked after the best sentence of one of the `notes_of_top` best passages comes right below that
     # passage when its cosine is at least `note_share` of the passage's. Set by hand (issue 12, 2026-11-30): no
     # dev question of the four collections asks where a quotation comes from, so there is nothing to fit them on;

@@ -1,22 +1,18 @@
-"""Viewpoints: label each passage's position, group an answer by position, and cover every side.
+"""Viewpoints: label each passage with the viewpoint it expresses, group an answer by viewpoint, and cover every
+side.
 
-A passage's position is that of the known holder whose view it reports (the manifest's [holders]), else
-that of its work (the manifest's viewpoint label). Labels only ever come from the manifest.
+A passage's viewpoint label is that of the known holder whose view it reports (the manifest's [holders]), else
+that of its work (the manifest's viewpoint label). Labels only ever come from the manifest. This module takes
+data (labels, the manifest's vocabularies), not the engine.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from corpus.model import Passage, Work
+from qa.retrieve import Candidate
 from qa.schema import PassageOut, ViewpointGroup
-
-if TYPE_CHECKING:
-    from qa.engine import Engine
-    from qa.retrieve import Candidate
 
 RELEVANT_SHARE = 0.8  # a side is brought into the top k only by passages scoring this close to the best
 
@@ -25,8 +21,8 @@ def _surname(name: str) -> str:
     return name.split()[-1].lower().rstrip("s") if name.split() else ""
 
 
-def positions(passages: list[Passage], works: dict[str, Work], attributions: dict, known_holders: dict) -> list[str]:
-    """Each passage's position label, computed once when the engine loads."""
+def labels(passages: list[Passage], works: dict[str, Work], attributions: dict, known_holders: dict) -> list[str]:
+    """Each passage's viewpoint label, by passage position, computed once when the engine loads."""
     known = {_surname(h): label for h, label in known_holders.items()}
 
     def label(p: Passage) -> str:
@@ -36,39 +32,25 @@ def positions(passages: list[Passage], works: dict[str, Work], attributions: dic
     return [label(p) for p in passages]
 
 
-def position(engine: Engine, pos: int) -> str:
-    return engine.positions[pos]
-
-
-def diversify(ranked: list[Candidate], engine: Engine, k: int, mode: str = "quota") -> list[Candidate]:
-    """Reorder the top of the ranking so that every side the corpus holds on the question shows.
-
-    "quota": every side with a relevant passage gets at least one of the top k places.
-    "mmr": maximal marginal relevance, penalising a side already shown and near-identical content.
-    """
-    if mode == "mmr":
-        return _mmr(ranked, engine, k)
-    return _quota(ranked, engine, k)
-
-
-def _quota(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
-    """Each side missing from the top k takes the place of the lowest-ranked passage of the side that
-    has the most, if it has a passage scoring close enough to the best."""
+def diversify(ranked: list[Candidate], viewpoint_labels: list[str], k: int) -> list[Candidate]:
+    """The top k of the ranking, reordered so that every side the corpus holds on the question shows: each side
+    missing from the top k takes the place of the lowest-ranked passage of the side that has the most, if it has
+    a passage scoring close enough to the best. (MMR over sides and content was measured worse: bench/ablations.py.)"""
     top = ranked[:k]
     if not top or len(ranked) <= k:
         return top
     floor = RELEVANT_SHARE * top[0].score
-    sides = Counter(position(engine, c.pos) for c in top)
+    sides = Counter(viewpoint_labels[c.pos] for c in top)
     for c in ranked[k:]:
         if c.score < floor:
             break
-        side = position(engine, c.pos)
+        side = viewpoint_labels[c.pos]
         if side in sides:
             continue
         crowded = max(sides, key=lambda s: sides[s])
         if sides[crowded] < 2:
             break
-        drop = max(i for i, t in enumerate(top) if position(engine, t.pos) == crowded)
+        drop = max(i for i, t in enumerate(top) if viewpoint_labels[t.pos] == crowded)
         top.pop(drop)
         top.append(c)
         sides[crowded] -= 1
@@ -76,46 +58,21 @@ def _quota(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
     return top
 
 
-MMR_POOL = 40
-MMR_SIDE_PENALTY = 0.04
-MMR_CONTENT_PENALTY = 0.3
-MMR_KEEP = 3  # the most relevant passages keep their places
-
-
-def _mmr(ranked: list[Candidate], engine: Engine, k: int) -> list[Candidate]:
-    pool = ranked[:MMR_POOL]
-    if len(pool) <= MMR_KEEP:
-        return pool[:k]
-    vecs = engine.index.passage_vectors([c.pos for c in pool])
-    sides = [position(engine, c.pos) for c in pool]
-    chosen = list(range(MMR_KEEP))
-    rest = list(range(MMR_KEEP, len(pool)))
-    while rest and len(chosen) < k:
-        shown = Counter(sides[i] for i in chosen)
-
-        def gain(i: int, shown: Counter = shown) -> float:
-            similar = float(np.max(vecs[chosen] @ vecs[i]))
-            return pool[i].score - MMR_SIDE_PENALTY * shown[sides[i]] - MMR_CONTENT_PENALTY * max(0.0, similar - 0.8)
-
-        best = max(rest, key=gain)
-        chosen.append(best)
-        rest.remove(best)
-    return [pool[i] for i in chosen]
-
-
-def groups(passages: list[PassageOut], engine: Engine) -> list[ViewpointGroup]:
+def groups(
+    passages: list[PassageOut], viewpoint_vocab: dict[str, str], known_holders: dict[str, str]
+) -> list[ViewpointGroup]:
     """The passages grouped by their own viewpoint label (their work's voice; views they only report are in their
     attributions), so a group's label is its passages' label and a valid `viewpoint` filter value.
 
     A group's holders are those who hold its viewpoint: its works' own voices, and the holders the passages report
-    whose known position (the manifest's [holders]) is that viewpoint. Other reported holders stay on their
+    whose known viewpoint (the manifest's [holders]) is that viewpoint. Other reported holders stay on their
     passages ("Views held by"): an anti-Stalinist text that reports Stalin's claims does not make Stalin a holder
     of the anti-Stalinist view."""
-    known = {_surname(h): label for h, label in (getattr(engine, "known_holders", None) or {}).items()}
+    known = {_surname(h): label for h, label in known_holders.items()}
     out: dict[str, ViewpointGroup] = {}
     for p in passages:
         label = p.viewpoint.label
-        description = engine.viewpoint_vocab.get(label, "") or p.viewpoint.description
+        description = viewpoint_vocab.get(label, "") or p.viewpoint.description
         g = out.setdefault(label, ViewpointGroup(label=label, description=description, holders=[], passages=[]))
         g.passages.append(p.id)
         for a in p.attributions:

@@ -219,7 +219,6 @@ def test_terminal_output_shows_control_and_bidi_characters_instead_of_obeying_th
 
 
 def test_group_holders_are_its_voices_and_known_holders_of_it():
-    from types import SimpleNamespace
 
     from qa.schema import Attribution, Citation, PassageOut, Source, ViewpointOut
     from qa.viewpoints import groups
@@ -232,11 +231,10 @@ def test_group_holders_are_its_voices_and_known_holders_of_it():
             viewpoint=ViewpointOut(label=label), attributions=atts, citation=Citation(text="x", csl={}),
         )  # fmt: skip
 
-    engine = SimpleNamespace(viewpoint_vocab={"left": "Left critique"}, known_holders={"Leon Trotsky": "left"})
     ps = [
         passage("p1", "left", [("Stalin", "reported"), ("Trotsky", "reported"), ("Wikipedia", "author")]),
         passage("p2", "left", [("Bukharin", "reported")]),
     ]
-    (g,) = groups(ps, engine)
+    (g,) = groups(ps, {"left": "Left critique"}, {"Leon Trotsky": "left"})
     assert (g.label, g.description, g.passages) == ("left", "Left critique", ["p1", "p2"])
     assert g.holders == ["Trotsky", "Wikipedia"]  # Stalin's and Bukharin's views are only reported there
