@@ -275,7 +275,6 @@ def evaluate(names: list[str], rebuild: bool = False, store: str | None = None) 
         print(f"[{c.name}] {len(rows)} questions in {seconds:.0f} s", file=sys.stderr, flush=True)
     out["macro"] = macro(out, names)
     return out
-    return out
 
 
 def macro(run: dict, names: list[str]) -> float | None:

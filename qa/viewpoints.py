@@ -13,8 +13,7 @@ from collections import Counter
 from corpus.model import Passage, Work
 from qa.retrieve import Candidate
 from qa.schema import PassageOut, ViewpointGroup
-
-RELEVANT_SHARE = 0.8  # a side is brought into the top k only by passages scoring this close to the best
+from qa.tuning import RELEVANT_SHARE
 
 
 def _surname(name: str) -> str:
