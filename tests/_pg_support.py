@@ -4,7 +4,9 @@ directory and stopped at its end; fresh databases on it; the demo collection bui
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,19 @@ def build_into(url: str, corpus_dir: Path = CORPUS_DIR) -> None:
     from qa.build import build_default_index
 
     build_default_index(corpus_dir, url, progress=False, reuse_from=built_index())
+
+
+def wait_for_waiting_update(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until the write `proc` waits on the lock of its last statement (the move of current_version), which a test
+    holds: the write is then complete but for its commit."""
+    import psycopg
+
+    deadline = time.time() + timeout
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%current_version%%'"
+    while time.time() < deadline:
+        assert proc.poll() is None, "the write ended before it reached its commit"
+        with psycopg.connect(url) as conn:
+            if conn.execute(sql).fetchone()[0]:
+                return
+        time.sleep(0.2)
+    raise AssertionError("the write never reached its last statement")

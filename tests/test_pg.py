@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _api_support import CORPUS_DIR, REPO, built_index, get, running_server, small_corpus
-from _pg_support import KILL_AT_COMMIT, build_into, new_database, start_server
+from _pg_support import KILL_AT_COMMIT, build_into, new_database, start_server, wait_for_waiting_update
 
 pytestmark = pytest.mark.slow
 psycopg = pytest.importorskip("psycopg")
@@ -160,18 +160,6 @@ def test_a_killed_build_leaves_the_previous_version_serving(server, tmp_path):
         blocker.rollback()
     assert current(url) == before  # nothing of the killed build remains: no version, no tables
     assert len(open_index(url)) > 0
-
-
-def wait_for_waiting_update(url: str, build: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%current_version%%'"
-    while time.time() < deadline:
-        assert build.poll() is None, "the build ended before it reached its commit"
-        with psycopg.connect(url) as conn:
-            if conn.execute(sql).fetchone()[0]:
-                return
-        time.sleep(0.2)
-    raise AssertionError("the build never reached its last statement")
 
 
 def test_two_replicas_answer_alike_and_pick_up_an_added_document(server, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from _api_support import CORPUS_DIR, REPO, built_index, small_corpus
-from _pg_support import KILL_AT_COMMIT, build_into, new_database
+from _pg_support import KILL_AT_COMMIT, build_into, new_database, wait_for_waiting_update
 from click.testing import CliRunner
 
 pytestmark = pytest.mark.slow
@@ -161,18 +161,6 @@ def test_a_compaction_killed_midway_leaves_the_previous_version_serving(pg_serve
             proc.wait()
         blocker.rollback()
     assert (versions(url), segments(url)) == before and searchable(open_index(url)) == expected
-
-
-def wait_for_waiting_update(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%current_version%%'"
-    while time.time() < deadline:
-        assert proc.poll() is None, "the compaction ended before it reached its commit"
-        with psycopg.connect(url) as conn:
-            if conn.execute(sql).fetchone()[0]:
-                return
-        time.sleep(0.2)
-    raise AssertionError("the compaction never reached its last statement")
 
 
 # --- a server finishes a write killed after its commit ----------------------------------------------------------
